@@ -1,0 +1,1 @@
+"""Lightning + Hydra experiment framework: MNIST-family data, an MLP classifier, sweeps and reports."""

@@ -1,0 +1,114 @@
+"""Lightning callbacks of this project: end-of-test figures and a machine-readable run record."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from experiments import plots
+
+
+class TestFigures(Callback):
+    """After testing: a grid of sample predictions and the confusion matrix, in TensorBoard and as PNGs."""
+
+    def __init__(self, num_samples: int = 32) -> None:
+        self.num_samples = num_samples
+        self._samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def on_test_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if batch_idx == 0 and isinstance(outputs, dict) and "logits" in outputs:
+            x, y = batch
+            n = self.num_samples
+            self._samples = (x[:n].cpu(), y[:n].cpu(), outputs["logits"][:n].float().softmax(-1).cpu())
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        confusion = pl_module.test_confusion.compute().cpu()  # every rank: compute() syncs under DDP
+        if not trainer.is_global_zero or trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        classes = getattr(trainer.datamodule, "classes", None) or [str(i) for i in range(len(confusion))]
+        figures = {"test/confusion_matrix": plots.confusion_matrix_figure(confusion, classes)}
+        if self._samples is not None:
+            figures["test/predictions"] = plots.predictions_figure(*self._samples, classes)
+        out_dir = Path(trainer.default_root_dir)
+        for tag, figure in figures.items():
+            figure.savefig(out_dir / f"{tag.split('/')[-1]}.png", dpi=100)
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_figure(tag, figure, global_step=trainer.global_step, close=False)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Readers (the sweep report, a resumed run) never see a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _finite(value: Any) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+class RunRecord(Callback):
+    """Keeps `run.json` in the run directory up to date: status, per-epoch metrics, timing, throughput.
+
+    It is rewritten after every validation, so an interrupted job still tells how far it got; the
+    sweep report and `scripts/compare_runs.py` read these files instead of parsing event logs.
+    """
+
+    def __init__(self, path: Path, info: dict[str, Any]) -> None:
+        self.path = path
+        self.record: dict[str, Any] = {"status": "running", **info, "history": []}
+        if path.is_file():  # a resumed run continues its own record
+            previous = json.loads(path.read_text())
+            self.record["history"] = previous.get("history", [])
+            self.record["train_seconds"] = previous.get("train_seconds", 0.0)
+        self._epoch_start = self._last_batch_end = 0.0
+        self._train_samples = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+        self._train_samples = 0
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._train_samples += len(batch[1])
+        self._last_batch_end = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning validates before this hook, so the epoch's val metrics are in callback_metrics;
+        # the time excludes validation (it stops at the last training batch).
+        seconds = max(self._last_batch_end - self._epoch_start, 1e-9)
+        self.record["train_seconds"] = round(self.record.get("train_seconds", 0.0) + seconds, 3)
+        metrics = trainer.callback_metrics
+        row = {
+            "epoch": trainer.current_epoch,
+            "seconds": round(seconds, 4),
+            "samples_per_sec": round(self._train_samples * trainer.world_size / seconds, 1),
+            **{k: _finite(v) for k, v in metrics.items() if k.startswith(("train/", "val/"))},
+        }
+        history = [h for h in self.record["history"] if h["epoch"] != row["epoch"]]
+        self.record["history"] = [*history, row]
+        self.record["epochs"] = len(self.record["history"])
+        self.save(trainer)
+
+    def finish(self, status: str, trainer: L.Trainer | None = None, **extra: Any) -> None:
+        self.record.update(status=status, **extra)
+        self.save(trainer)
+
+    def save(self, trainer: L.Trainer | None = None) -> None:
+        if trainer is None or trainer.is_global_zero:
+            write_json_atomic(self.path, self.record)

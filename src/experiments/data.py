@@ -1,0 +1,199 @@
+"""MNIST-family LightningDataModule with a device-resident fast path.
+
+MNIST fits in memory many times over, so by default each split is decoded and normalised once into one
+tensor on the training device and batches are index slices of a seeded per-epoch permutation. That
+removes per-sample Python (PIL conversion, ToTensor, collate) from the hot loop. The classic
+torchvision + ToTensor + DataLoader path stays available as `loader: dataloader` for per-sample transforms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Subset
+from torchvision import transforms
+
+from experiments.datafiles import dataset_class, load_split, prepare_root
+from experiments.errors import ConfigError
+
+LOADERS = ("resident", "dataloader")
+
+
+class ResidentBatches:
+    """Mini-batches sliced from tensors that already live on the target device.
+
+    Each epoch draws a permutation from `seed + epoch` (so shuffling is reproducible and a resumed run
+    sees the same order), keeps this rank's shard of it and yields `(inputs[idx], targets[idx])`.
+    Every rank gets the same number of batches, which DDP needs to avoid hanging on the last step.
+    """
+
+    def __init__(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        epoch: Callable[[], int] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.inputs, self.targets = inputs, targets
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self._epoch = epoch
+        self._iterations = 0  # epoch counter when no epoch source is given
+        # Shards are truncated to equal length: at most world_size - 1 samples are skipped per epoch.
+        self.shard_size = len(inputs) // world_size if world_size > 1 else len(inputs)
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.shard_size // self.batch_size
+        return -(-self.shard_size // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = self._epoch() if self._epoch is not None else self._iterations
+        self._iterations += 1
+        device = self.inputs.device
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + epoch)
+            order = torch.randperm(len(self.inputs), generator=generator).to(device)
+        else:
+            order = torch.arange(len(self.inputs), device=device)
+        if self.world_size > 1:
+            order = order[self.rank :: self.world_size][: self.shard_size]
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield self.inputs[index], self.targets[index]
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """MNIST or Fashion-MNIST: official 10k test set, validation carved from the 60k training images."""
+
+    def __init__(
+        self,
+        dataset: str = "mnist",
+        data_dir: str = "data",
+        batch_size: int = 64,
+        val_size: int = 5000,
+        normalize: bool = True,
+        mean: float = 0.1307,
+        std: float = 0.3081,
+        seed: int = 42,
+        loader: str = "resident",
+        drop_last: bool = False,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        search_dirs: list[str] | tuple[str, ...] = (),
+        cache_dir: str = "outputs/.cache",
+    ) -> None:
+        super().__init__()
+        if loader not in LOADERS:
+            raise ConfigError(f"data.loader={loader!r} is not supported; choose one of {list(LOADERS)}")
+        self.dataset_cls = dataset_class(dataset)
+        self.data_dir, self.cache_dir = Path(data_dir), Path(cache_dir)
+        self.search_dirs = [Path(d) for d in search_dirs]
+        self.batch_size, self.val_size, self.seed = batch_size, val_size, seed
+        self.mean, self.std = (mean, std) if normalize else (0.0, 1.0)
+        self.loader, self.drop_last = loader, drop_last
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.root: Path | None = None
+        self.indices: dict[str, torch.Tensor] = {}  # train/val positions within the 60k training images
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # resident (inputs, targets)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.dataset_cls.classes)
+
+    def prepare_data(self) -> None:
+        # Runs on one process per node: the only place that may extract or download files.
+        self.root = prepare_root(self.dataset_cls, self.data_dir, self.search_dirs, self.cache_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.indices:
+            return
+        if self.root is None:
+            self.prepare_data()
+        assert self.root is not None
+        train_images, train_labels = load_split(self.dataset_cls, self.root, train=True)
+        test_images, test_labels = load_split(self.dataset_cls, self.root, train=False)
+        train_index, val_index = self._split_indices(len(train_images))
+        self.indices = {"train": train_index, "val": val_index}
+        if self.loader == "resident":
+            device = self._device()
+            self.splits = {
+                "train": self._to_resident(train_images[train_index], train_labels[train_index], device),
+                "val": self._to_resident(train_images[val_index], train_labels[val_index], device),
+                "test": self._to_resident(test_images, test_labels, device),
+            }
+
+    def _split_indices(self, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= self.val_size < total:
+            raise ConfigError(
+                f"data.val_size={self.val_size} must be >= 0 and smaller than the {total} training images"
+            )
+        if self.batch_size > total - self.val_size:
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} is larger than the {total - self.val_size} training samples"
+            )
+        order = torch.randperm(total, generator=torch.Generator().manual_seed(self.seed))
+        return order[self.val_size :], order[: self.val_size]
+
+    def _device(self) -> torch.device:
+        # Resident data lives where the model trains.
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def _to_resident(
+        self, images: torch.Tensor, labels: torch.Tensor, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = images.to(device=device, dtype=torch.float32).div_(255).sub_(self.mean).div_(self.std)
+        return inputs.flatten(1), labels.to(device)
+
+    def _batches(self, split: str, shuffle: bool) -> ResidentBatches | DataLoader:
+        if self.loader == "dataloader":
+            return self._dataloader(split, shuffle)
+        inputs, targets = self.splits[split]
+        trainer = self.trainer
+        return ResidentBatches(
+            inputs,
+            targets,
+            self.batch_size,
+            shuffle=shuffle,
+            drop_last=self.drop_last and shuffle,
+            seed=self.seed,
+            epoch=(lambda: trainer.current_epoch) if trainer is not None else None,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
+        )
+
+    def _dataloader(self, split: str, shuffle: bool) -> DataLoader:
+        """The classic path: a torchvision dataset with per-sample ToTensor + Normalize."""
+        assert self.root is not None
+        transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((self.mean,), (self.std,))])
+        dataset = self.dataset_cls(str(self.root), train=split != "test", transform=transform)
+        subset = Subset(dataset, self.indices[split].tolist()) if split != "test" else dataset
+        return DataLoader(
+            subset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=self.drop_last and shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> ResidentBatches | DataLoader:
+        return self._batches("train", shuffle=True)
+
+    def val_dataloader(self) -> ResidentBatches | DataLoader:
+        return self._batches("val", shuffle=False)
+
+    def test_dataloader(self) -> ResidentBatches | DataLoader:
+        return self._batches("test", shuffle=False)

@@ -1,0 +1,154 @@
+"""The MLP classifier: a plain nn.Module network wrapped in a LightningModule that trains it."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+}
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+# Schedulers whose length must match the run: the argument that receives the total number of steps.
+_TOTAL_STEPS_ARGUMENTS = ("total_steps", "T_max")
+
+
+class MLP(nn.Sequential):
+    """Flatten -> [Linear -> activation -> Dropout] * len(hidden_sizes) -> Linear. Returns logits."""
+
+    def __init__(
+        self,
+        input_size: int = 784,
+        hidden_sizes: Sequence[int] = (128, 128),
+        num_classes: int = 10,
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = input_size
+        for hidden in hidden_sizes:
+            layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = hidden
+        layers.append(nn.Linear(width, num_classes))
+        super().__init__(*layers)
+
+
+def describe_factory(factory: Callable[..., Any] | None) -> dict[str, Any] | None:
+    """A plain-data description of a functools.partial, so checkpoints hold no pickled callables."""
+    if factory is None:
+        return None
+    if isinstance(factory, functools.partial):
+        func = factory.func
+        return {"name": f"{func.__module__}.{func.__qualname__}", **factory.keywords}
+    return {"name": getattr(factory, "__qualname__", repr(factory))}
+
+
+class MNISTClassifier(L.LightningModule):
+    """Trains an MLP with cross-entropy on logits; softmax only where probabilities are wanted."""
+
+    def __init__(
+        self,
+        input_size: int = 784,
+        num_classes: int = 10,
+        hidden_sizes: Sequence[int] = (128, 128),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | dict | None = None,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        # Only plain values go into the checkpoint (loadable with torch.load(weights_only=True)):
+        # the optimizer/scheduler partials are stored as descriptions, not as pickled objects.
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.hparams["hidden_sizes"] = list(hidden_sizes)
+        self.hparams["optimizer"] = describe_factory(optimizer)
+        self.optimizer_factory = optimizer or functools.partial(torch.optim.SGD, lr=0.05)
+        # An empty scheduler config (the `none` option) means a constant learning rate.
+        self.scheduler_factory = scheduler if callable(scheduler) else None
+        self.hparams["scheduler"] = describe_factory(self.scheduler_factory)
+
+        self.net = MLP(input_size, hidden_sizes, num_classes, activation, dropout)
+        if compile:
+            self.net.compile()  # in place: state_dict keys stay loadable without compile
+        # validate_args=False: the argument checks sync with the host on every update.
+        metric_args = {"num_classes": num_classes, "validate_args": False}
+        self.train_acc = MulticlassAccuracy(average="micro", **metric_args)
+        self.val_acc = MulticlassAccuracy(average="micro", **metric_args)
+        self.test_acc = MulticlassAccuracy(average="micro", **metric_args)
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_acc_best = MaxMetric()
+        self.test_confusion = MulticlassConfusionMatrix(**metric_args)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        # Tensors, not floats: Lightning converts them only when it writes a log line (no per-step sync).
+        self.log("train/loss", loss, on_step=True, on_epoch=False)
+        self.train_acc(logits, y)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def on_train_start(self) -> None:
+        # Lightning may have run sanity validation steps; they must not count towards the best score.
+        self.val_acc_best.reset()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.val_loss(F.cross_entropy(logits, y), weight=len(y))
+        self.val_acc(logits, y)
+        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True)
+        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        x, y = batch
+        logits = self(x)
+        self.test_loss(F.cross_entropy(logits, y), weight=len(y))
+        self.test_acc(logits, y)
+        self.test_confusion(logits, y)
+        self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
+        self.log("test/acc", self.test_acc, on_step=False, on_epoch=True)
+        return {"logits": logits}
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return F.softmax(self(x), dim=-1)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        parameters = inspect.signature(self.scheduler_factory).parameters
+        length = {k: self.trainer.estimated_stepping_batches for k in _TOTAL_STEPS_ARGUMENTS if k in parameters}
+        scheduler = self.scheduler_factory(optimizer, **length)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

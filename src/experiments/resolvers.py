@@ -1,0 +1,25 @@
+"""OmegaConf resolvers used by the configs; registered when `experiments.train` is imported."""
+
+from __future__ import annotations
+
+import re
+
+from omegaconf import OmegaConf
+
+_MAX_NAME = 120
+
+
+def short_overrides(override_dirname: str) -> str:
+    """'data.batch_size=32,model.optimizer.lr=0.1' -> 'batch_size=32,lr=0.1' (last key part only)."""
+    return re.sub(r"(^|,)[+~]*(?:[\w-]+[./])*([\w-]+)=", r"\1\2=", override_dirname)
+
+
+def run_suffix(run_name: str, override_dirname: str) -> str:
+    """'_<name>' for a run directory: the explicit run_name, else the shortened overrides, else ''."""
+    name = str(run_name or "") or short_overrides(str(override_dirname or ""))
+    name = re.sub(r"[^\w=,.+\-\[\]]", "_", name)[:_MAX_NAME]
+    return f"_{name}" if name else ""
+
+
+def register() -> None:
+    OmegaConf.register_new_resolver("experiments.run_suffix", run_suffix, replace=True)

@@ -1,0 +1,191 @@
+"""`python train.py [group=option ...] [key=value ...]`: train, validate and test one model.
+
+Hydra composes `conf/train.yaml`; everything is built with `hydra.utils.instantiate` from `_target_`.
+User mistakes (bad values, missing data, no GPU) end with one line on stderr and a non-zero exit;
+set HYDRA_FULL_ERROR=1 to get the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from experiments import resolvers
+from experiments.callbacks import RunRecord
+from experiments.checks import check_config
+from experiments.errors import ConfigError, ExperimentError
+
+# The configs live at the repository root (`conf/`); the package is installed in editable mode.
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+log = logging.getLogger(__name__)
+resolvers.register()
+
+
+def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, with our own errors unwrapped and library errors named by config key."""
+    try:
+        return hydra.utils.instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ExperimentError):
+            raise cause from None
+        detail = " ".join(str(cause or exc).split())
+        raise ConfigError(f"{key}: {detail}") from exc
+
+
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    nodes = cfg.get("callbacks") or {}
+    return [build(node, f"callbacks.{name}") for name, node in nodes.items() if node and "_target_" in node]
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    nodes = cfg.get("logger") or {}
+    return [build(node, f"logger.{name}") for name, node in nodes.items() if node and "_target_" in node]
+
+
+def hparams_for_logging(cfg: DictConfig) -> dict[str, Any]:
+    """The knobs worth comparing in TensorBoard's HParams tab, flattened, as plain scalars/strings."""
+    flat: dict[str, Any] = {}
+
+    def visit(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "_target_":
+                    flat[prefix] = str(value).rsplit(".", 1)[-1]
+                elif not key.startswith("_") and key not in ("data_dir", "cache_dir", "search_dirs"):
+                    visit(f"{prefix}.{key}", value)
+        else:
+            flat[prefix] = node if isinstance(node, (int, float, str, bool)) else str(node)
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    visit("data", container["data"])
+    visit("model", container["model"])
+    for key in ("max_epochs", "precision", "accelerator"):
+        flat[f"trainer.{key}"] = str(cfg.trainer.get(key))
+    flat["seed"] = cfg.seed
+    return flat
+
+
+def run_info(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
+    return {
+        "overrides": overrides,
+        "batch_size": cfg.data.batch_size,
+        "lr": cfg.model.optimizer.lr,
+        "optimizer": str(cfg.model.optimizer._target_).rsplit(".", 1)[-1],
+        "hidden_sizes": list(cfg.model.hidden_sizes),
+        "dataset": cfg.data.dataset,
+        "seed": cfg.seed,
+    }
+
+
+def _scalar(metrics: dict[str, Any], key: str) -> float | None:
+    value = metrics.get(key)
+    return None if value is None else float(value)
+
+
+def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, float | None]:
+    """Fit and test as configured; returns the final metrics. Raises ExperimentError on user mistakes."""
+    check_config(cfg)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls: free speed on Ampere and newer
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = build(cfg.data, "data")
+    datamodule.prepare_data()  # missing or corrupt files fail here, before anything else is built
+    model = build(cfg.model, "model")
+    record = RunRecord(output_dir / "run.json", run_info(cfg, overrides))
+    loggers = build_loggers(cfg)
+    trainer: L.Trainer = build(
+        cfg.trainer, "trainer", callbacks=[*build_callbacks(cfg), record], logger=loggers or False
+    )
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+
+    started = time.perf_counter()
+    if cfg.train:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    metrics: dict[str, float | None] = {
+        "val/acc_best": _scalar(trainer.callback_metrics, "val/acc_best"),
+        "val/acc": _scalar(trainer.callback_metrics, "val/acc"),
+    }
+    if cfg.test:
+        checkpoint = trainer.checkpoint_callback
+        best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) and cfg.train else ""
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        metrics["test/acc"] = _scalar(trainer.callback_metrics, "test/acc")
+        metrics["test/loss"] = _scalar(trainer.callback_metrics, "test/loss")
+
+    hp_metrics = {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items() if v is not None}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(hparams_for_logging(cfg), metrics=hp_metrics)
+    record.finish("completed", trainer, metrics=metrics, wall_seconds=round(time.perf_counter() - started, 3))
+    return metrics
+
+
+def print_summary(metrics: dict[str, float | None], output_dir: Path) -> None:
+    lines = []
+    if metrics.get("test/acc") is not None:
+        lines.append(f"Test accuracy: {metrics['test/acc']:.2%}   (test loss {metrics['test/loss']:.4f})")
+    if metrics.get("val/acc_best") is not None:
+        lines.append(f"Best val acc:  {metrics['val/acc_best']:.2%}")
+    lines += [f"Run directory: {output_dir}", f"TensorBoard:   tensorboard --logdir {output_dir}"]
+    print("\n".join(lines), flush=True)
+
+
+def _is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run(cfg: DictConfig) -> float | None:
+    """The Hydra task: train, report, and turn failures into one readable line.
+
+    A single run that fails before training leaves no run directory behind. In a multirun the job is
+    marked failed in its run.json and the sweep goes on with the other jobs.
+    """
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    record_path = output_dir / "run.json"
+    try:
+        metrics = train(cfg, output_dir, overrides)
+    except Exception as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        if not isinstance(exc, ExperimentError) and not _is_multirun():
+            raise  # a bug, not a user mistake: Hydra prints the traceback
+        message = " ".join(str(exc).split()) if isinstance(exc, ExperimentError) else f"{type(exc).__name__}: {exc}"
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        if _is_multirun():
+            RunRecord(record_path, {"overrides": overrides}).finish("failed", error=message)
+            return float("nan")
+        if not record_path.is_file():  # training never started: leave nothing half-written
+            logging.shutdown()
+            shutil.rmtree(output_dir, ignore_errors=True)
+        sys.exit(1)
+    print_summary(metrics, output_dir)
+    return metrics.get(cfg.get("optimized_metric", "val/acc_best"))
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()
