@@ -77,8 +77,10 @@ class RunRecord(Callback):
             self.record["train_seconds"] = previous.get("train_seconds", 0.0)
         self._epoch_start = self._last_batch_end = 0.0
         self._train_samples = 0
+        self._pending: dict[str, Any] | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush_epoch(trainer)
         self._epoch_start = time.perf_counter()
         self._train_samples = 0
 
@@ -89,17 +91,26 @@ class RunRecord(Callback):
         self._last_batch_end = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Lightning validates before this hook, so the epoch's val metrics are in callback_metrics;
-        # the time excludes validation (it stops at the last training batch).
+        # The time stops at the last training batch, so validation is excluded from samples/s.
         seconds = max(self._last_batch_end - self._epoch_start, 1e-9)
         self.record["train_seconds"] = round(self.record.get("train_seconds", 0.0) + seconds, 3)
-        metrics = trainer.callback_metrics
-        row = {
+        self._pending = {
             "epoch": trainer.current_epoch,
             "seconds": round(seconds, 4),
             "samples_per_sec": round(self._train_samples * trainer.world_size / seconds, 1),
-            **{k: _finite(v) for k, v in metrics.items() if k.startswith(("train/", "val/"))},
         }
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush_epoch(trainer)
+
+    def _flush_epoch(self, trainer: L.Trainer) -> None:
+        """Write the finished epoch's row. Deferred to here because the LightningModule's own
+        on_train_epoch_end (which logs train/acc) runs after the callbacks' one."""
+        if self._pending is None:
+            return
+        metrics = trainer.callback_metrics
+        row = {**self._pending, **{k: _finite(v) for k, v in metrics.items() if k.startswith(("train/", "val/"))}}
+        self._pending = None
         history = [h for h in self.record["history"] if h["epoch"] != row["epoch"]]
         self.record["history"] = [*history, row]
         self.record["epochs"] = len(self.record["history"])

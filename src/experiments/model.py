@@ -76,6 +76,9 @@ class MNISTClassifier(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
+        # Manual optimization: one optimizer step per batch, as automatic optimization would do, minus
+        # Lightning's closure machinery (~15 % of a step for this small MLP on a CPU).
+        self.automatic_optimization = False
         # Only plain values go into the checkpoint (loadable with torch.load(weights_only=True)):
         # the optimizer/scheduler partials are stored as descriptions, not as pickled objects.
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
@@ -91,7 +94,6 @@ class MNISTClassifier(L.LightningModule):
             self.net.compile()  # in place: state_dict keys stay loadable without compile
         # validate_args=False: the argument checks sync with the host on every update.
         metric_args = {"num_classes": num_classes, "validate_args": False}
-        self.train_acc = MulticlassAccuracy(average="micro", **metric_args)
         self.val_acc = MulticlassAccuracy(average="micro", **metric_args)
         self.test_acc = MulticlassAccuracy(average="micro", **metric_args)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
@@ -103,13 +105,36 @@ class MNISTClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
+        log_loss = self._is_logging_step()  # decided before the step moves global_step
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        # Tensors, not floats: Lightning converts them only when it writes a log line (no per-step sync).
-        self.log("train/loss", loss, on_step=True, on_epoch=False)
-        self.train_acc(logits, y)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+        if self.scheduler_factory is not None:
+            self.lr_schedulers().step()
+        # A running count on the device: no host sync, and ~0.1 ms/step cheaper than a torchmetrics
+        # update on a CPU. The reported val/test accuracies use torchmetrics.
+        self.train_correct += (logits.detach().argmax(dim=-1) == y).sum()
+        self.train_seen += len(y)
+        # self.log costs tens of microseconds of Python per call. Lightning writes train/loss only
+        # every log_every_n_steps, so log exactly on those steps.
+        if log_loss:
+            self.log("train/loss", loss.detach(), on_step=True, on_epoch=False)
         return loss
+
+    def _is_logging_step(self) -> bool:
+        every = self.trainer.log_every_n_steps
+        return every > 0 and ((self.global_step + 1) % every == 0 or bool(self.trainer.fast_dev_run))
+
+    def on_train_epoch_start(self) -> None:
+        self.train_correct = torch.zeros((), dtype=torch.long, device=self.device)
+        self.train_seen = 0
+
+    def on_train_epoch_end(self) -> None:
+        accuracy = self.train_correct.float() / max(self.train_seen, 1)
+        self.log("train/acc", accuracy, sync_dist=self.trainer.world_size > 1)
 
     def on_train_start(self) -> None:
         # Lightning may have run sanity validation steps; they must not count towards the best score.
