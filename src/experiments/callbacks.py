@@ -25,7 +25,12 @@ class TestFigures(Callback):
         self._samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def on_test_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
         if batch_idx == 0 and isinstance(outputs, dict) and "logits" in outputs:

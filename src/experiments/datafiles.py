@@ -7,6 +7,7 @@ look in a few places and extract `.gz` files ourselves, into a cache when their 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -101,11 +102,16 @@ def prepare_root(cls: type[MNIST], data_dir: Path, search_dirs: list[Path], cach
 
 
 def _download(cls: type[MNIST], data_dir: Path, names: list[str], search_dirs: list[Path]) -> Path:
+    raw = data_dir / cls.__name__ / "raw"
+    created = [d for d in (raw, raw.parent, data_dir) if not d.exists()]
     try:
         cls(str(data_dir), train=True, download=True)
         cls(str(data_dir), train=False, download=True)
         return data_dir
     except Exception as exc:  # torchvision raises RuntimeError/URLError/OSError depending on what failed
+        for directory in created:  # deepest first; leave nothing behind that we made
+            with contextlib.suppress(OSError):
+                shutil.rmtree(directory) if directory == raw else directory.rmdir()
         looked = ", ".join(str(d) for d in _candidate_dirs(cls, data_dir, search_dirs))
         raise DataError(
             f"{cls.__name__} files not found and download failed ({type(exc).__name__}). "

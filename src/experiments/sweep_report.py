@@ -1,4 +1,5 @@
 """Placeholder replaced below."""
+
 from hydra.experimental.callback import Callback
 
 

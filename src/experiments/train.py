@@ -21,7 +21,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -49,9 +49,11 @@ def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
         raise ConfigError(f"{key}: {detail}") from exc
 
 
-def build_callbacks(cfg: DictConfig) -> list[Callback]:
+def build_callbacks(cfg: DictConfig, with_loggers: bool = True) -> list[Callback]:
     nodes = cfg.get("callbacks") or {}
-    return [build(node, f"callbacks.{name}") for name, node in nodes.items() if node and "_target_" in node]
+    callbacks = [build(node, f"callbacks.{name}") for name, node in nodes.items() if node and "_target_" in node]
+    # LearningRateMonitor refuses to run without a logger; `logger=none` should just mean "no LR curve".
+    return [c for c in callbacks if with_loggers or not isinstance(c, LearningRateMonitor)]
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:
@@ -112,7 +114,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     record = RunRecord(output_dir / "run.json", run_info(cfg, overrides))
     loggers = build_loggers(cfg)
     trainer: L.Trainer = build(
-        cfg.trainer, "trainer", callbacks=[*build_callbacks(cfg), record], logger=loggers or False
+        cfg.trainer, "trainer", callbacks=[*build_callbacks(cfg, bool(loggers)), record], logger=loggers or False
     )
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 

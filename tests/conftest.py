@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from experiments.train import CONFIG_DIR
+from tests.idx import write_dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Settings that keep a real train.py run to a few seconds on generated data.
+FAST_RUN = [
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.log_every_n_steps=1",
+    "trainer.accelerator=cpu",
+    "trainer.enable_model_summary=false",
+    "callbacks.progress_bar.refresh_rate=0",
+    "data.batch_size=32",
+    "data.val_size=100",
+    "callbacks.test_figures.num_samples=8",
+]
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never download: an unreachable mirror makes torchvision's download fail at once."""
+    from torchvision.datasets import MNIST, FashionMNIST
+
+    for cls in (MNIST, FashionMNIST):
+        monkeypatch.setattr(cls, "mirrors", ["http://127.0.0.1:9/"])
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data_dir with small gzip-compressed MNIST files under MNIST/raw/ (as published)."""
+    root = tmp_path_factory.mktemp("data")
+    write_dataset(root / "MNIST" / "raw", gz=True)
+    return root
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=overrides or [], return_hydra_config=True)
+
+
+@pytest.fixture
+def run_train(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `python train.py ...` from the repository root, with outputs under tmp_path."""
+
+    def run(*overrides: str, env: dict[str, str] | None = None, timeout: int = 180) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, str(REPO_ROOT / "train.py"), f"paths.log_dir={tmp_path / 'outputs'}", *overrides]
+        environment = {**os.environ, "CUDA_VISIBLE_DEVICES": "", **(env or {})}
+        return subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=timeout)
+
+    return run
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.err.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture
+def cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., CliResult]:
+    """Call the real `train.py` entry point in-process (no interpreter start-up): argv in, exit code out."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from experiments.train import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+
+    def invoke(*overrides: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["train.py", f"paths.log_dir={tmp_path / 'outputs'}", *overrides])
+        GlobalHydra.instance().clear()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke

@@ -1,0 +1,118 @@
+"""End to end: `python train.py` on generated data writes TensorBoard logs, checkpoints and a summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from experiments.model import MNISTClassifier
+from tests.conftest import FAST_RUN
+
+
+def only_run_dir(outputs: Path) -> Path:
+    runs = list((outputs / "runs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One real `python train.py` subprocess, shared by the checks below."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    workdir = tmp_path_factory.mktemp("e2e")
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "train.py"),
+        f"paths.data_dir={mnist_dir}",
+        f"paths.log_dir={workdir / 'outputs'}",
+        *FAST_RUN,
+    ]
+    result = subprocess.run(
+        command,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return only_run_dir(workdir / "outputs"), result.stdout
+
+
+def test_summary_names_accuracy_run_dir_and_tensorboard_command(finished_run: tuple[Path, str]) -> None:
+    run_dir, stdout = finished_run
+    assert "Test accuracy:" in stdout
+    assert f"Run directory: {run_dir}" in stdout
+    assert f"tensorboard --logdir {run_dir}" in stdout
+
+
+def test_run_directory_has_config_record_and_figures(finished_run: tuple[Path, str]) -> None:
+    run_dir, _ = finished_run
+    config = (run_dir / "config.yaml").read_text()
+    assert "batch_size: 32" in config and "${" not in config, "the saved config is fully resolved"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed" and record["epochs"] == 2
+    assert [row["epoch"] for row in record["history"]] == [0, 1]
+    assert all(0 <= row["train/acc"] <= 1 and row["samples_per_sec"] > 0 for row in record["history"])
+    assert 0 <= record["metrics"]["test/acc"] <= 1
+    for png in ("confusion_matrix.png", "predictions.png"):
+        assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tensorboard_has_scalars_figures_and_real_hparams(finished_run: tuple[Path, str]) -> None:
+    run_dir, _ = finished_run
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    expected = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc", "lr-SGD"}
+    assert expected <= set(tags["scalars"]), tags["scalars"]
+    assert {"test/confusion_matrix", "test/predictions"} <= set(tags["images"])
+    # train/loss every log_every_n_steps=1: one point per optimizer step (2 epochs x 4 batches).
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(8))
+
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["data.batch_size"].number_value == 32
+    assert start.hparams["model.optimizer"].string_value == "SGD"
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    metric_tags = {m.name.tag for m in experiment.metric_infos}
+    assert {"hp/test_acc", "hp/val_acc_best"} <= metric_tags
+    test_acc = events.Scalars("test/acc")[-1].value
+    assert events.Scalars("hp/test_acc")[-1].value == pytest.approx(test_acc), "HParams shows the real metric"
+
+
+def test_checkpoints_load_weights_only(finished_run: tuple[Path, str]) -> None:
+    run_dir, _ = finished_run
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert "last.ckpt" in checkpoints and any(name.startswith("epoch") for name in checkpoints)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    hparams = checkpoint["hyper_parameters"]
+    assert hparams["optimizer"]["name"] == "torch.optim.sgd.SGD"
+    model = MNISTClassifier(**{k: hparams[k] for k in ("hidden_sizes", "activation", "dropout")})
+    model.load_state_dict(checkpoint["state_dict"])
+
+
+def test_same_seed_gives_identical_metrics(cli, mnist_dir: Path, tmp_path: Path) -> None:
+    records = []
+    for _ in range(2):
+        result = cli(f"paths.data_dir={mnist_dir}", *FAST_RUN, "logger=none")
+        assert result.code == 0, result.err
+        run_dir = sorted((tmp_path / "outputs" / "runs").iterdir())[-1]
+        records.append(json.loads((run_dir / "run.json").read_text()))
+    strip = [
+        {k: v for k, v in row.items() if k not in ("seconds", "samples_per_sec")}
+        for r in records
+        for row in r["history"]
+    ]
+    assert strip[:2] == strip[2:]
+    assert records[0]["metrics"] == records[1]["metrics"]
