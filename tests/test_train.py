@@ -77,8 +77,12 @@ def test_tensorboard_has_scalars_figures_and_real_hparams(finished_run: tuple[Pa
     expected = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc", "lr-SGD"}
     assert expected <= set(tags["scalars"]), tags["scalars"]
     assert {"test/confusion_matrix", "test/predictions"} <= set(tags["images"])
-    # train/loss every log_every_n_steps=1: one point per optimizer step (2 epochs x 4 batches).
-    assert [e.step for e in events.Scalars("train/loss")] == list(range(8))
+    # train/loss every log_every_n_steps=1: one point per optimizer step. 500 training images in batches
+    # of 32 = 16 steps per epoch, grouped 8 per Lightning batch (2 batches, within limit_train_batches=4).
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(32))
+    # Epoch-level metrics sit on the same optimizer-step axis, at the end of each epoch.
+    assert [e.step for e in events.Scalars("val/acc")] == [16, 32]
+    assert [e.step for e in events.Scalars("lr-SGD")] == [0, 16]
 
     content = events.PluginTagToContent("hparams")
     start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info

@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import LearningRateMonitor as LightningLearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from experiments import plots
@@ -52,6 +53,24 @@ class TestFigures(Callback):
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
                     logger.experiment.add_figure(tag, figure, global_step=trainer.global_step, close=False)
+
+
+class LearningRateMonitor(LightningLearningRateMonitor):
+    """Lightning's monitor, plotted against optimizer steps (trainer.global_step) rather than Lightning's
+    batch count, so it lines up with train/loss when a batch holds several steps (data.steps_per_batch)."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if self.logging_interval != "epoch" and trainer._logger_connector.should_update_logs:
+            self._log(trainer, "step" if self.logging_interval is None else "any")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if self.logging_interval != "step":
+            self._log(trainer, "epoch" if self.logging_interval is None else "any")
+
+    def _log(self, trainer: L.Trainer, interval: str) -> None:
+        stats = self._extract_stats(trainer, interval)
+        for logger in trainer.loggers if stats else []:
+            logger.log_metrics(stats, step=trainer.global_step)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
