@@ -1,0 +1,265 @@
+"""Training throughput: the classic tutorial loop, a hand-written resident loop, and this project's Trainer.
+
+    python scripts/benchmark.py --data-dir ../shared/datasets            # CPU, real MNIST
+    python scripts/benchmark.py --data-dir ../shared/datasets --device both
+
+All four contenders train the same 784-128-128-10 ReLU MLP with the same optimizer (the project's
+conf/model/optimizer/sgd.yaml: lr 0.1, Nesterov momentum 0.9; no schedule) at the same batch size, in
+one process. Each runs warm-up epochs that are not counted,
+then the median over the measured epochs is reported (training only: validation is excluded).
+
+1. classic:  torchvision MNIST + ToTensor + Normalize + DataLoader, plain PyTorch loop
+2. resident: plain PyTorch loop over one pre-normalised tensor, randperm batches (the practical floor)
+3. trainer (dataloader): `train.py` with data.loader=dataloader
+4. trainer (resident):   `train.py` with the default resident loader
+
+`--device both` adds a CPU-vs-GPU comparison: 15 batches of 128 and a full epoch on each device.
+Results go to stdout (a table), and to --out as benchmark.md, benchmark.json and PNG bar charts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import hydra
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Subset
+from torchvision import transforms
+
+from experiments.datafiles import dataset_class, load_split, prepare_root
+from experiments.model import MLP
+from experiments.synthetic import write_dataset
+from experiments.train import CONFIG_DIR, train
+
+MEAN, STD, LR, VAL_SIZE, SEED = 0.1307, 0.3081, 0.1, 5000, 42
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def project_config(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=["model/scheduler=none", f"model.optimizer.lr={LR}", *overrides])
+
+
+def make_model(device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The project's network and optimizer (conf/model/optimizer/sgd.yaml), for the plain loops."""
+    torch.manual_seed(SEED)
+    model = MLP().to(device)
+    return model, hydra.utils.instantiate(project_config([]).model.optimizer)(model.parameters())
+
+
+def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable, device: torch.device) -> int:
+    samples = 0
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        samples += len(y)
+    sync(device)
+    return samples
+
+
+def timed_epochs(run_epoch: Callable[[], int], epochs: int, warmup: int, device: torch.device) -> list[float]:
+    """samples/s of each measured epoch."""
+    rates = []
+    for epoch in range(warmup + epochs):
+        sync(device)
+        start = time.perf_counter()
+        samples = run_epoch()
+        seconds = time.perf_counter() - start
+        if epoch >= warmup:
+            rates.append(samples / seconds)
+    return rates
+
+
+def classic_loop(root: Path, batch_size: int, device: torch.device, epochs: int, warmup: int) -> list[float]:
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
+    dataset = dataset_class("mnist")(str(root), train=True, transform=transform)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(SEED))
+    loader = DataLoader(Subset(dataset, order[VAL_SIZE:].tolist()), batch_size=batch_size, shuffle=True)
+    model, optimizer = make_model(device)
+    return timed_epochs(lambda: train_epoch(model, optimizer, loader, device), epochs, warmup, device)
+
+
+def resident_tensors(root: Path, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = load_split(dataset_class("mnist"), root, train=True)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(SEED))[VAL_SIZE:]
+    inputs = images[order].to(device=device, dtype=torch.float32).div_(255).sub_(MEAN).div_(STD).flatten(1)
+    return inputs, labels[order].to(device)
+
+
+def resident_batches(inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, limit: int | None = None):
+    permutation = torch.randperm(len(inputs), device=inputs.device)
+    for i, start in enumerate(range(0, len(inputs), batch_size)):
+        if limit is not None and i >= limit:
+            return
+        index = permutation[start : start + batch_size]
+        yield inputs[index], targets[index]
+
+
+def resident_loop(root: Path, batch_size: int, device: torch.device, epochs: int, warmup: int) -> list[float]:
+    inputs, targets = resident_tensors(root, device)
+    model, optimizer = make_model(device)
+    return timed_epochs(
+        lambda: train_epoch(model, optimizer, resident_batches(inputs, targets, batch_size), device), epochs, warmup, device
+    )
+
+
+def project_trainer(
+    root: Path, batch_size: int, device: torch.device, epochs: int, warmup: int, loader: str, out: Path
+) -> list[float]:
+    """The real `train.py` path, composed from conf/ like a user's run; per-epoch rates come from run.json."""
+    output_dir = Path(tempfile.mkdtemp(prefix=f"trainer-{loader}-", dir=out))
+    overrides = [
+        f"paths.data_dir={root}",
+        f"paths.output_dir={output_dir}",
+        f"data.batch_size={batch_size}",
+        f"data.loader={loader}",
+        f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
+        "trainer.devices=1",
+        f"trainer.max_epochs={warmup + epochs}",
+        "trainer.enable_model_summary=false",
+        "callbacks.progress_bar.refresh_rate=0",
+        "test=false",
+    ]
+    train(project_config(overrides), output_dir, overrides)
+    history = json.loads((output_dir / "run.json").read_text())["history"]
+    return [row["samples_per_sec"] for row in history[warmup:]]
+
+
+def device_comparison(root: Path, devices: list[torch.device]) -> dict[str, dict[str, float]]:
+    """Seconds for 15 batches of 128 and for a full epoch at 128, plain resident loop, per device."""
+    results = {}
+    for device in devices:
+        inputs, targets = resident_tensors(root, device)
+        model, optimizer = make_model(device)
+        train_epoch(model, optimizer, resident_batches(inputs, targets, 128), device)  # warm-up
+        timings = {}
+        for name, limit in (("15 batches of 128", 15), ("1 epoch at 128", None)):
+            samples = []
+            for _ in range(3):
+                start = time.perf_counter()
+                train_epoch(model, optimizer, resident_batches(inputs, targets, 128, limit), device)
+                samples.append(time.perf_counter() - start)
+            timings[name] = statistics.median(samples)
+        results[device.type] = timings
+    return results
+
+
+def bar_chart(path: Path, title: str, labels: list[str], values: list[float], unit: str) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 0.6 * len(labels) + 1.5), layout="constrained")
+    ax = fig.add_subplot()
+    bars = ax.barh(labels[::-1], values[::-1], color="#4c72b0")
+    ax.bar_label(bars, labels=[f"{v:,.0f}" if v >= 100 else f"{v:.3f}" for v in values[::-1]], padding=3)
+    ax.set_xlabel(unit)
+    ax.set_title(title)
+    ax.margins(x=0.2)
+    fig.savefig(path, dpi=110)
+
+
+def grouped_chart(path: Path, results: dict[str, dict[str, float]]) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 3.5), layout="constrained")
+    measures = list(next(iter(results.values())))
+    for i, measure in enumerate(measures):
+        ax = fig.add_subplot(1, len(measures), i + 1)
+        devices = list(results)
+        bars = ax.bar(devices, [results[d][measure] for d in devices], color=["#4c72b0", "#dd8452"][: len(devices)])
+        ax.bar_label(bars, fmt="%.3f s")
+        ax.set_title(measure)
+        ax.set_ylabel("seconds")
+        ax.margins(y=0.2)
+    fig.savefig(path, dpi=110)
+
+
+def ensure_data(data_dir: str | None, out: Path) -> tuple[Path, str]:
+    cache = out / ".cache"
+    if data_dir:
+        return prepare_root(dataset_class("mnist"), Path(data_dir), [], cache), f"real MNIST from {data_dir}"
+    generated = out / "generated"
+    if not (generated / "MNIST" / "raw").is_dir():
+        write_dataset(generated / "MNIST" / "raw", n_train=60000, n_test=10000, gz=False)
+    return prepare_root(dataset_class("mnist"), generated, [], cache), "GENERATED data (no --data-dir given)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", help="folder holding MNIST/raw/ (real MNIST); default: generated data")
+    parser.add_argument("--device", choices=["cpu", "cuda", "both"], default="cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=3, help="measured epochs per contender (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="epochs run first and not counted")
+    parser.add_argument("--out", default="outputs/benchmark", help="where the table, JSON and charts go")
+    args = parser.parse_args()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    root, source = ensure_data(args.data_dir, out)
+    wanted = ["cpu", "cuda"] if args.device == "both" else [args.device]
+    devices = [torch.device(d) for d in wanted if d == "cpu" or torch.cuda.is_available()]
+    if len(devices) < len(wanted):
+        print("cuda: no CUDA GPU visible, skipped")
+    if not devices:
+        raise SystemExit("error: --device cuda but no CUDA GPU is visible; use --device cpu")
+
+    print(f"Data: {source}. Batch {args.batch_size}, {args.warmup} warm-up + {args.epochs} measured epochs.")
+    report: dict[str, object] = {"data": source, "batch_size": args.batch_size, "epochs": args.epochs, "results": {}}
+    lines = [f"Data: {source}; batch {args.batch_size}; median of {args.epochs} epochs after {args.warmup} warm-up.", ""]
+    for device in devices:
+        contenders: dict[str, Callable[[], list[float]]] = {
+            "classic loop (torchvision + DataLoader)": lambda d=device: classic_loop(
+                root, args.batch_size, d, args.epochs, args.warmup
+            ),
+            "plain loop, resident tensor": lambda d=device: resident_loop(root, args.batch_size, d, args.epochs, args.warmup),
+            "project Trainer, data.loader=dataloader": lambda d=device: project_trainer(
+                root, args.batch_size, d, args.epochs, args.warmup, "dataloader", out
+            ),
+            "project Trainer, resident (default)": lambda d=device: project_trainer(
+                root, args.batch_size, d, args.epochs, args.warmup, "resident", out
+            ),
+        }
+        rates = {}
+        for name, run in contenders.items():
+            print(f"[{device.type}] {name} ...", flush=True)
+            rates[name] = statistics.median(run())
+        classic, floor = rates["classic loop (torchvision + DataLoader)"], rates["plain loop, resident tensor"]
+        lines += [f"### {device.type}", "", "| contender | samples/s | × classic | × plain resident | s/epoch |"]
+        lines.append("|---|---:|---:|---:|---:|")
+        for name, rate in rates.items():
+            lines.append(f"| {name} | {rate:,.0f} | {rate / classic:.2f} | {rate / floor:.2f} | {55000 / rate:.3f} |")
+        lines.append("")
+        report["results"][device.type] = rates  # type: ignore[index]
+        bar_chart(out / f"benchmark_{device.type}.png", f"Training throughput on {device.type}, batch {args.batch_size}",
+                  list(rates), list(rates.values()), "samples/s (median)")
+    if args.device == "both" and len(devices) == 2:
+        comparison = device_comparison(root, devices)
+        report["devices"] = comparison
+        lines += ["### CPU vs GPU (plain resident loop, batch 128)", "", "| measure | cpu (s) | cuda (s) |", "|---|---:|---:|"]
+        lines += [f"| {m} | {comparison['cpu'][m]:.4f} | {comparison['cuda'][m]:.4f} |" for m in comparison["cpu"]]
+        grouped_chart(out / "devices.png", comparison)
+    table = "\n".join(lines)
+    print("\n" + table)
+    (out / "benchmark.md").write_text(table + "\n")
+    (out / "benchmark.json").write_text(json.dumps(report, indent=2))
+    print(f"\nWrote {out / 'benchmark.md'}, benchmark.json and charts in {out}")
+
+
+if __name__ == "__main__":
+    main()
