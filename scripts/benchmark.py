@@ -60,7 +60,9 @@ def make_model(device: torch.device) -> tuple[torch.nn.Module, torch.optim.Optim
     return model, hydra.utils.instantiate(project_config([]).model.optimizer)(model.parameters())
 
 
-def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable, device: torch.device) -> int:
+def train_epoch(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable, device: torch.device
+) -> int:
     samples = 0
     for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -115,7 +117,10 @@ def resident_loop(root: Path, batch_size: int, device: torch.device, epochs: int
     inputs, targets = resident_tensors(root, device)
     model, optimizer = make_model(device)
     return timed_epochs(
-        lambda: train_epoch(model, optimizer, resident_batches(inputs, targets, batch_size), device), epochs, warmup, device
+        lambda: train_epoch(model, optimizer, resident_batches(inputs, targets, batch_size), device),
+        epochs,
+        warmup,
+        device,
     )
 
 
@@ -221,13 +226,18 @@ def main() -> None:
 
     print(f"Data: {source}. Batch {args.batch_size}, {args.warmup} warm-up + {args.epochs} measured epochs.")
     report: dict[str, object] = {"data": source, "batch_size": args.batch_size, "epochs": args.epochs, "results": {}}
-    lines = [f"Data: {source}; batch {args.batch_size}; median of {args.epochs} epochs after {args.warmup} warm-up.", ""]
+    lines = [
+        f"Data: {source}; batch {args.batch_size}; median of {args.epochs} epochs after {args.warmup} warm-up.",
+        "",
+    ]
     for device in devices:
         contenders: dict[str, Callable[[], list[float]]] = {
             "classic loop (torchvision + DataLoader)": lambda d=device: classic_loop(
                 root, args.batch_size, d, args.epochs, args.warmup
             ),
-            "plain loop, resident tensor": lambda d=device: resident_loop(root, args.batch_size, d, args.epochs, args.warmup),
+            "plain loop, resident tensor": lambda d=device: resident_loop(
+                root, args.batch_size, d, args.epochs, args.warmup
+            ),
             "project Trainer, data.loader=dataloader": lambda d=device: project_trainer(
                 root, args.batch_size, d, args.epochs, args.warmup, "dataloader", out
             ),
@@ -240,18 +250,28 @@ def main() -> None:
             print(f"[{device.type}] {name} ...", flush=True)
             rates[name] = statistics.median(run())
         classic, floor = rates["classic loop (torchvision + DataLoader)"], rates["plain loop, resident tensor"]
-        lines += [f"### {device.type}", "", "| contender | samples/s | × classic | × plain resident | s/epoch |"]
+        lines += [f"### {device.type}", "", "| contender | samples/s | x classic | x plain resident | s/epoch |"]
         lines.append("|---|---:|---:|---:|---:|")
         for name, rate in rates.items():
             lines.append(f"| {name} | {rate:,.0f} | {rate / classic:.2f} | {rate / floor:.2f} | {55000 / rate:.3f} |")
         lines.append("")
         report["results"][device.type] = rates  # type: ignore[index]
-        bar_chart(out / f"benchmark_{device.type}.png", f"Training throughput on {device.type}, batch {args.batch_size}",
-                  list(rates), list(rates.values()), "samples/s (median)")
+        bar_chart(
+            out / f"benchmark_{device.type}.png",
+            f"Training throughput on {device.type}, batch {args.batch_size}",
+            list(rates),
+            list(rates.values()),
+            "samples/s (median)",
+        )
     if args.device == "both" and len(devices) == 2:
         comparison = device_comparison(root, devices)
         report["devices"] = comparison
-        lines += ["### CPU vs GPU (plain resident loop, batch 128)", "", "| measure | cpu (s) | cuda (s) |", "|---|---:|---:|"]
+        lines += [
+            "### CPU vs GPU (plain resident loop, batch 128)",
+            "",
+            "| measure | cpu (s) | cuda (s) |",
+            "|---|---:|---:|",
+        ]
         lines += [f"| {m} | {comparison['cpu'][m]:.4f} | {comparison['cuda'][m]:.4f} |" for m in comparison["cpu"]]
         grouped_chart(out / "devices.png", comparison)
     table = "\n".join(lines)
