@@ -120,3 +120,25 @@ def test_same_seed_gives_identical_metrics(cli, mnist_dir: Path, tmp_path: Path)
     ]
     assert strip[:2] == strip[2:]
     assert records[0]["metrics"] == records[1]["metrics"]
+
+
+def test_resident_and_dataloader_paths_learn_the_same(cli, mnist_dir: Path, tmp_path: Path) -> None:
+    """Same config, both loaders: both learn the (learnable) generated digits, to the same accuracy."""
+    accuracies = {}
+    for loader in ("resident", "dataloader"):
+        result = cli(
+            f"paths.data_dir={mnist_dir}",
+            f"data.loader={loader}",
+            "data.batch_size=16",
+            "data.val_size=100",
+            "trainer.max_epochs=3",
+            "trainer.accelerator=cpu",
+            "logger=none",
+            "callbacks.progress_bar.refresh_rate=0",
+            f"run_name={loader}",
+        )
+        assert result.code == 0, result.err
+        (run_dir,) = (tmp_path / "outputs" / "runs").glob(f"*_{loader}")
+        accuracies[loader] = json.loads((run_dir / "run.json").read_text())["metrics"]["test/acc"]
+    assert min(accuracies.values()) >= 0.9, accuracies
+    assert abs(accuracies["resident"] - accuracies["dataloader"]) <= 0.05, accuracies
