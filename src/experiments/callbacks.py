@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.callbacks import LearningRateMonitor as LightningLearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
 
 from experiments import plots
 
@@ -49,10 +50,11 @@ class TestFigures(Callback):
             figures["test/predictions"] = plots.predictions_figure(*self._samples, classes)
         out_dir = Path(trainer.default_root_dir)
         for tag, figure in figures.items():
-            figure.savefig(out_dir / f"{tag.split('/')[-1]}.png", dpi=100)
+            image = plots.render(figure)
+            Image.fromarray(image).save(out_dir / f"{tag.split('/')[-1]}.png")
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_figure(tag, figure, global_step=trainer.global_step, close=False)
+                    logger.experiment.add_image(tag, image, global_step=trainer.global_step, dataformats="HWC")
 
 
 class LearningRateMonitor(LightningLearningRateMonitor):

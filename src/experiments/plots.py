@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 if TYPE_CHECKING:
@@ -21,22 +22,44 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def predictions_figure(images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, classes: list[str]) -> Figure:
-    """A grid of test images titled 'predicted (probability)'; wrong predictions in red."""
+    """Test images tiled into one picture, each captioned 'predicted (probability)'; mistakes in red.
+
+    One axes with a montage instead of one axes per image: drawing is several times faster.
+    """
+    import matplotlib
+
     count = len(images)
     cols = min(8, count)
     rows = math.ceil(count / cols)
-    fig = _figure(1.6 * cols, 1.9 * rows)
+    caption_px, gap_px = 16, 2  # a white band above each 28x28 tile for its caption
+    cell_h, cell_w = 28 + caption_px, 28 + gap_px
+    canvas = torch.full((rows * cell_h, cols * cell_w), float("nan"))  # NaN renders as white
+    for i, image in enumerate(images.reshape(count, 28, 28).float()):
+        row, col = divmod(i, cols)
+        canvas[row * cell_h + caption_px : (row + 1) * cell_h, col * cell_w : col * cell_w + 28] = image
+    fig = _figure(1.2 * cols, 1.5 * rows)
+    ax = fig.add_subplot()
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")
+    ax.imshow(canvas.numpy(), cmap=cmap, interpolation="nearest")
     confidence, predicted = probs.max(dim=-1)
     for i in range(count):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        ax.imshow(images[i].reshape(28, 28).float().numpy(), cmap="gray")
+        row, col = divmod(i, cols)
         ok = int(predicted[i]) == int(labels[i])
-        title = f"{classes[predicted[i]]} ({confidence[i]:.2f})"
-        if not ok:
-            title += f"\ntrue: {classes[labels[i]]}"
-        ax.set_title(title, fontsize=8, color="black" if ok else "red")
-        ax.axis("off")
+        caption = f"{classes[predicted[i]]} ({confidence[i]:.2f})" + ("" if ok else f"\ntrue: {classes[labels[i]]}")
+        x, y = col * cell_w + 14, row * cell_h + caption_px - 1
+        ax.text(x, y, caption, ha="center", va="bottom", fontsize=6, color="black" if ok else "red")
+    ax.axis("off")
     return fig
+
+
+def render(fig: Figure, dpi: int = 90) -> np.ndarray:
+    """Draw once into an RGB array, reused for the PNG file and for TensorBoard."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig.set_dpi(dpi)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def confusion_matrix_figure(confusion: torch.Tensor, classes: list[str]) -> Figure:
