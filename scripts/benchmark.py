@@ -216,6 +216,9 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # Every contender runs with denormals flushed, as the project's train.py does (flush_denormal: true):
+    # on real MNIST they otherwise slow every CPU loop by ~30 %.
+    torch.set_flush_denormal(True)
     root, source = ensure_data(args.data_dir, out)
     wanted = ["cpu", "cuda"] if args.device == "both" else [args.device]
     devices = [torch.device(d) for d in wanted if d == "cpu" or torch.cuda.is_available()]

@@ -106,6 +106,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     check_config(cfg)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls: free speed on Ampere and newer
+    torch.set_flush_denormal(bool(cfg.get("flush_denormal", True)))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = build(cfg.data, "data")
