@@ -17,6 +17,9 @@ def short_overrides(override_dirname: str) -> str:
 def run_suffix(run_name: str, override_dirname: str) -> str:
     """'_<name>' for a run directory: the explicit run_name, else the shortened overrides, else ''."""
     name = str(run_name or "") or short_overrides(str(override_dirname or ""))
+    # Optuna proposes values like lr=0.02038415671047589; 4 significant digits keep names readable and
+    # the job number in front of a sweep's names keeps them unique.
+    name = re.sub(r"(?<![\w.])\d+\.\d{5,}(?:e-?\d+)?", lambda m: f"{float(m.group()):.4g}", name)
     name = re.sub(r"[^\w=,.+\-\[\]]", "_", name)[:_MAX_NAME]
     return f"_{name}" if name else ""
 

@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import resolvers
+from experiments import ddp, parallel, resolvers
 from experiments.callbacks import RunRecord
 from experiments.checks import check_config
 from experiments.errors import ConfigError, ExperimentError
@@ -117,7 +117,8 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     trainer: L.Trainer = build(
         cfg.trainer, "trainer", callbacks=[*build_callbacks(cfg, bool(loggers)), record], logger=loggers or False
     )
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    if ddp.is_global_zero():  # DDP child ranks share rank 0's directory and never write into it
+        OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
     started = time.perf_counter()
     if cfg.train:
@@ -166,8 +167,15 @@ def run(cfg: DictConfig) -> float | None:
     overrides = list(hydra_cfg.overrides.task)
     record_path = output_dir / "run.json"
     try:
-        metrics = train(cfg, output_dir, overrides)
+        with parallel.place_job(cfg), ddp.job_scope():
+            metrics = train(cfg, output_dir, overrides)
     except Exception as exc:
+        if not ddp.is_global_zero():
+            # A DDP child meets the same mistake as rank 0, which reports it; a child exiting non-zero
+            # would make Lightning kill rank 0, and with it the rest of a sweep.
+            if isinstance(exc, ExperimentError):
+                sys.exit(0)
+            raise
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         if not isinstance(exc, ExperimentError) and not _is_multirun():
@@ -181,7 +189,8 @@ def run(cfg: DictConfig) -> float | None:
             logging.shutdown()
             shutil.rmtree(output_dir, ignore_errors=True)
         sys.exit(1)
-    print_summary(metrics, output_dir)
+    if ddp.is_global_zero():
+        print_summary(metrics, output_dir)
     return metrics.get(cfg.get("optimized_metric", "val/acc_best"))
 
 

@@ -1,0 +1,141 @@
+"""Sweep figures: best val accuracy over batch size x learning rate, and val accuracy curves per job.
+
+matplotlib is imported inside the functions (no pyplot, no GUI backend): only the report needs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from experiments.resolvers import short_overrides
+from experiments.sweep_results import COMPLETED, JobResult, varying_overrides
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+# Past this many distinct values per axis (an Optuna search draws continuous lrs) a grid is unreadable,
+# so the jobs are drawn as a scatter over log axes instead.
+_MAX_GRID_VALUES = 10
+_COLOR_SPAN = 10.0  # accuracy points covered by the heatmap's colour scale
+_ZOOM_SPAN = 5.0  # accuracy points shown in the curves' zoomed panel
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _best_per_cell(jobs: list[JobResult]) -> dict[tuple[int, float], JobResult]:
+    """One job per (batch size, lr) cell: the best one, when other knobs were swept too."""
+    cells: dict[tuple[int, float], JobResult] = {}
+    for job in jobs:  # jobs come best first
+        if job.batch_size is not None and job.lr is not None:
+            cells.setdefault((job.batch_size, job.lr), job)
+    return cells
+
+
+def _grid(ax: Axes, cells: dict[tuple[int, float], JobResult]) -> None:
+    import matplotlib
+    import numpy as np
+
+    sizes = sorted({b for b, _ in cells})
+    lrs = sorted({lr for _, lr in cells})
+    values = np.full((len(sizes), len(lrs)), np.nan)
+    for (size, lr), job in cells.items():
+        if job.val_acc_best is not None:
+            values[sizes.index(size), lrs.index(lr)] = job.val_acc_best * 100
+    finite = values[np.isfinite(values)]
+    high = float(finite.max()) if finite.size else 100.0
+    # Diverged jobs (~10 %) would flatten every good cell into one colour: the scale spans the top
+    # _COLOR_SPAN points and anything lower gets the darkest colour (the number is printed anyway).
+    low = max(float(finite.min()) if finite.size else 0.0, high - _COLOR_SPAN)
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
+    image = ax.imshow(values, cmap=cmap, vmin=low, vmax=high)
+    ax.figure.colorbar(image, ax=ax, label="best val accuracy (%)", extend="min" if finite.min() < low else "neither")
+    mid = (low + high) / 2
+    for (size, lr), job in cells.items():
+        row, col = sizes.index(size), lrs.index(lr)
+        if job.val_acc_best is None:
+            ax.text(col, row, job.status, ha="center", va="center", fontsize=8, color="black")
+        else:
+            text = f"{job.val_acc_best:.2%}" + ("" if job.status == COMPLETED else f"\n{job.status}")
+            color = "black" if job.val_acc_best * 100 > mid else "white"
+            ax.text(col, row, text, ha="center", va="center", fontsize=8, color=color)
+    ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
+    ax.set_yticks(range(len(sizes)), [str(s) for s in sizes])
+
+
+def _scatter(ax: Axes, cells: dict[tuple[int, float], JobResult]) -> None:
+    done = [(b, lr, j.val_acc_best * 100) for (b, lr), j in cells.items() if j.val_acc_best is not None]
+    failed = [(b, lr) for (b, lr), j in cells.items() if j.val_acc_best is None]
+    if done:
+        sizes, lrs, accs = zip(*done, strict=True)
+        points = ax.scatter(lrs, sizes, c=accs, cmap="viridis", s=60)
+        ax.figure.colorbar(points, ax=ax, label="best val accuracy (%)")
+    if failed:
+        ax.scatter([lr for _, lr in failed], [b for b, _ in failed], marker="x", color="red", label="failed")
+        ax.legend(loc="best")
+    ax.set_xscale("log")
+    ax.set_yscale("log", base=2)
+
+
+def heatmap_figure(jobs: list[JobResult]) -> Figure:
+    cells = _best_per_cell(jobs)
+    sizes = {b for b, _ in cells}
+    lrs = {lr for _, lr in cells}
+    fig = _figure(max(4.5, 1.1 * len(lrs) + 2.5), max(3.0, 0.7 * len(sizes) + 1.5))
+    ax = fig.add_subplot()
+    if not cells:
+        ax.text(0.5, 0.5, "no job with a batch size and a learning rate", ha="center", va="center")
+        ax.set_axis_off()
+    elif len(sizes) <= _MAX_GRID_VALUES and len(lrs) <= _MAX_GRID_VALUES:
+        _grid(ax, cells)
+    else:
+        _scatter(ax, cells)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("batch size")
+    ax.set_title("Best validation accuracy")
+    return fig
+
+
+def curves_figure(jobs: list[JobResult]) -> Figure:
+    """Val accuracy per epoch, one line per job: all jobs on the left; on the right the top few points,
+    where the good configurations differ (diverged jobs sit near 10 % and squash them on the left)."""
+    import matplotlib
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(12.0, 5.0)
+    full, zoom = fig.subplots(1, 2, sharex=True)
+    colors = matplotlib.colormaps["tab20"].colors
+    _, varied = varying_overrides(jobs)
+    best = max((j.val_acc_best * 100 for j in jobs if j.val_acc_best is not None), default=None)
+    for i, job in enumerate(sorted(jobs, key=lambda j: j.num)):
+        points = [(e + 1, v * 100) for e, v in enumerate(job.val_acc_per_epoch) if v is not None]
+        if not points:
+            continue
+        epochs, accs = zip(*points, strict=True)
+        style = "-" if job.status == COMPLETED else "--"
+        label = short_overrides(",".join(varied.get(job.job, []))) or job.name  # what differs between jobs
+        for ax in (full, zoom):
+            ax.plot(epochs, accs, style, marker="o", markersize=3, color=colors[i % len(colors)], label=label)
+    if best is None:
+        full.text(0.5, 0.5, "no job finished an epoch", ha="center", va="center", transform=full.transAxes)
+    else:
+        zoom.set_ylim(best - _ZOOM_SPAN, best + 0.3)
+        zoom.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), ncols=1 + len(jobs) // 25)
+    for ax, title in ((full, "all jobs"), (zoom, f"top {_ZOOM_SPAN:g} points")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    full.set_ylabel("val accuracy (%)")
+    fig.suptitle("Validation accuracy per epoch (dashed: failed or incomplete jobs)")
+    return fig
+
+
+def save(fig: Figure, path: Path, dpi: int = 110) -> Path:
+    fig.savefig(path, dpi=dpi)
+    return path

@@ -1,0 +1,156 @@
+"""Read the jobs of a sweep directory back into rows: one `JobResult` per job directory.
+
+Each job writes `run.json` (see `experiments.callbacks.RunRecord`). A job killed hard has none, or one
+still saying "running"; it is listed anyway, as incomplete, with its batch size and learning rate taken
+from Hydra's own `.hydra/overrides.yaml` / `.hydra/config.yaml`, so a partial sweep still reports.
+Only json + yaml here: reading results must stay cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+COMPLETED, FAILED, INCOMPLETE = "completed", "failed", "incomplete"
+_STATUS_ORDER = {COMPLETED: 0, INCOMPLETE: 1, FAILED: 2}
+
+
+@dataclass
+class JobResult:
+    job: str  # the job directory's name, e.g. "3_batch_size=64,lr=0.03"
+    num: int  # Hydra's job number (the directory prefix); -1 when the name has none
+    status: str  # completed | failed | incomplete (interrupted, killed, or still running)
+    overrides: list[str] = field(default_factory=list)
+    batch_size: int | None = None
+    lr: float | None = None
+    val_acc_best: float | None = None
+    test_acc: float | None = None
+    epochs: int = 0
+    train_seconds: float | None = None
+    samples_per_sec: float | None = None
+    error: str = ""
+    val_acc_per_epoch: list[float | None] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """Short label for legends: the directory name without the job number."""
+        return self.job.split("_", 1)[1] if re.match(r"^\d+_", self.job) else self.job
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _load_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):  # missing, or cut short by a hard kill despite the atomic write
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _override_value(overrides: list[str], key: str) -> str | None:
+    for override in overrides:
+        name, sep, value = override.lstrip("+~").partition("=")
+        if sep and name == key:
+            return value
+    return None
+
+
+def _hyperparameters(job_dir: Path, overrides: list[str]) -> tuple[int | None, float | None]:
+    """Batch size and lr of a job without run.json: its overrides first, else Hydra's composed config."""
+    config = _load_yaml(job_dir / ".hydra" / "config.yaml") or {}
+    batch_size = _override_value(overrides, "data.batch_size") or config.get("data", {}).get("batch_size")
+    optimizer = config.get("model", {}).get("optimizer", {})
+    lr = _override_value(overrides, "model.optimizer.lr") or (optimizer or {}).get("lr")
+    size = _number(batch_size)
+    return (int(size) if size is not None else None), _number(lr)
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def read_job(job_dir: Path) -> JobResult:
+    record = _load_record(job_dir / "run.json")
+    overrides = record.get("overrides") or _load_yaml(job_dir / ".hydra" / "overrides.yaml") or []
+    overrides = [str(o) for o in overrides]
+    batch_size, lr = _hyperparameters(job_dir, overrides)
+    if record.get("batch_size") is not None:
+        batch_size = int(record["batch_size"])
+    if record.get("lr") is not None:
+        lr = _number(record["lr"])
+    status = record.get("status")
+    if status not in (COMPLETED, FAILED):
+        status = INCOMPLETE  # "running" after the sweep ended, or no record at all: it never finished
+    history = [row for row in record.get("history", []) if isinstance(row, dict)]
+    metrics = record.get("metrics") or {}
+    val_curve = [_number(row.get("val/acc")) for row in history]
+    val_best = _number(metrics.get("val/acc_best"))
+    if val_best is None and any(v is not None for v in val_curve):  # interrupted: best of the epochs it did
+        val_best = max(v for v in val_curve if v is not None)
+    match = re.match(r"^(\d+)(?:_|$)", job_dir.name)
+    error = str(record.get("error") or "")
+    if status == INCOMPLETE:
+        error = error or ("no run.json: stopped before training" if not record else "stopped before the end")
+    return JobResult(
+        job=job_dir.name,
+        num=int(match.group(1)) if match else -1,
+        status=status,
+        overrides=overrides,
+        batch_size=batch_size,
+        lr=lr,
+        val_acc_best=val_best,
+        test_acc=_number(metrics.get("test/acc")),
+        epochs=int(record.get("epochs") or len(history)),
+        train_seconds=_number(record.get("train_seconds")),
+        samples_per_sec=_mean([s for s in (_number(r.get("samples_per_sec")) for r in history) if s is not None]),
+        error=error,
+        val_acc_per_epoch=val_curve,
+    )
+
+
+def is_job_dir(path: Path) -> bool:
+    return path.is_dir() and ((path / ".hydra").is_dir() or (path / "run.json").is_file())
+
+
+def collect_jobs(sweep_dir: Path) -> list[JobResult]:
+    """Every job directory directly under `sweep_dir`, best first (completed by best val acc, then
+    incomplete, then failed)."""
+    jobs = [read_job(path) for path in sorted(sweep_dir.iterdir()) if is_job_dir(path)]
+    return sorted(jobs, key=rank_key)
+
+
+def rank_key(job: JobResult) -> tuple[int, float, float, int]:
+    return (
+        _STATUS_ORDER[job.status],
+        -(job.val_acc_best if job.val_acc_best is not None else -1.0),
+        -(job.test_acc if job.test_acc is not None else -1.0),
+        job.num,
+    )
+
+
+def varying_overrides(jobs: list[JobResult]) -> tuple[list[str], dict[str, list[str]]]:
+    """Split overrides into those shared by all jobs and, per job, those that differ (the swept ones)."""
+    if not jobs:
+        return [], {}
+    common = set(jobs[0].overrides).intersection(*(set(j.overrides) for j in jobs[1:]))
+    shared = [o for o in jobs[0].overrides if o in common]
+    return shared, {j.job: [o for o in j.overrides if o not in common] for j in jobs}
