@@ -22,8 +22,9 @@ from contextlib import contextmanager
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd, to_absolute_path
-from lightning.fabric.strategies.launchers import subprocess_script
+from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
 from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.strategies.launchers import subprocess_script as trainer_launcher
 
 _LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
@@ -56,8 +57,9 @@ def job_subprocess_command(local_rank: int) -> tuple[Sequence[str], str]:
 @contextmanager
 def job_scope() -> Iterator[None]:
     """Around one Hydra job: its DDP children run this job only, and nothing of them outlives it."""
-    if hasattr(subprocess_script, "_hydra_subprocess_cmd"):
-        subprocess_script._hydra_subprocess_cmd = job_subprocess_command
+    for module in (fabric_launcher, trainer_launcher):  # the Trainer's launcher imports Fabric's function
+        if hasattr(module, "_hydra_subprocess_cmd"):
+            module._hydra_subprocess_cmd = job_subprocess_command
     saved = {key: os.environ.get(key) for key in _LAUNCHER_ENV}
     try:
         yield
