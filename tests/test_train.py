@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from experiments.data import MNISTDataModule
 from experiments.model import MNISTClassifier
 from tests.conftest import FAST_RUN
 
@@ -142,3 +144,32 @@ def test_resident_and_dataloader_paths_learn_the_same(cli, mnist_dir: Path, tmp_
         accuracies[loader] = json.loads((run_dir / "run.json").read_text())["metrics"]["test/acc"]
     assert min(accuracies.values()) >= 0.9, accuracies
     assert abs(accuracies["resident"] - accuracies["dataloader"]) <= 0.05, accuracies
+
+
+class BackwardListener(L.Callback):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.calls += 1
+
+
+@pytest.mark.parametrize("listening", [False, True])
+def test_backward_hooks_fire_whenever_someone_listens(mnist_dir: Path, tmp_path: Path, listening: bool) -> None:
+    """The direct loss.backward() shortcut is taken only when Lightning's backward hooks have no listener."""
+    datamodule = MNISTDataModule(data_dir=str(mnist_dir), cache_dir=str(tmp_path), batch_size=32, val_size=100)
+    model = MNISTClassifier()
+    listener = BackwardListener()
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[listener] if listening else [],
+    )
+    trainer.fit(model, datamodule=datamodule)
+    assert model._direct_backward is not listening
+    assert listener.calls == (trainer.global_step if listening else 0)
+    assert trainer.global_step == 16, "500 images in batches of 32"
