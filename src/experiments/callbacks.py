@@ -105,6 +105,9 @@ class RunRecord(Callback):
         self._train_samples = 0
         self._pending: dict[str, Any] | None = None
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.save(trainer)  # from here on the run directory holds a started run (kept, even if it fails)
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush_epoch(trainer)
         self._epoch_start = time.perf_counter()

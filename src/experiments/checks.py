@@ -15,6 +15,7 @@ from experiments.errors import ConfigError
 from experiments.model import ACTIVATIONS
 
 _GPU_NAMES = ("gpu", "cuda")
+_SINGLE_DEVICE_STRATEGIES = ("single_device", "single_xla")
 
 
 def _number(cfg: DictConfig, key: str) -> Any:
@@ -66,6 +67,14 @@ def check_trainer(cfg: DictConfig) -> None:
     trainer = cfg.trainer
     if not trainer.get("fast_dev_run") and _integer(cfg, "trainer.max_epochs") < 1:
         raise ConfigError(f"trainer.max_epochs={trainer.max_epochs} must be >= 1")
+    devices = trainer.get("devices")
+    count = len(devices) if OmegaConf.is_list(devices) else devices if isinstance(devices, int) else None
+    if count is not None and count > 1 and str(trainer.get("strategy")) in _SINGLE_DEVICE_STRATEGIES:
+        # Lightning would quietly train on one device only.
+        raise ConfigError(
+            f"trainer.devices={devices} needs a multi-device strategy, not trainer.strategy={trainer.strategy}; "
+            "use trainer=ddp (or trainer.devices=1)"
+        )
     accelerator = str(trainer.accelerator).lower()
     if accelerator in _GPU_NAMES and not torch.cuda.is_available():
         raise ConfigError(

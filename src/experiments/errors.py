@@ -19,3 +19,11 @@ class CheckpointError(ExperimentError):
 
 class TrainingDiverged(ExperimentError):
     """The loss became NaN/inf; the message names step, epoch and learning rate."""
+
+
+class RunInterrupted(ExperimentError):
+    """Ctrl-C or SIGTERM stopped training after saving a checkpoint; the run can be resumed."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum

@@ -6,6 +6,8 @@ import re
 
 from omegaconf import OmegaConf
 
+from experiments import resume
+
 _MAX_NAME = 120
 
 
@@ -26,3 +28,5 @@ def run_suffix(run_name: str, override_dirname: str) -> str:
 
 def register() -> None:
     OmegaConf.register_new_resolver("experiments.run_suffix", run_suffix, replace=True)
+    OmegaConf.register_new_resolver("experiments.run_dir", resume.hydra_run_dir, replace=True)
+    OmegaConf.register_new_resolver("experiments.hydra_subdir", resume.hydra_output_subdir, replace=True)

@@ -7,6 +7,7 @@ set HYDRA_FULL_ERROR=1 to get the traceback instead.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -25,10 +26,11 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import ddp, parallel, resolvers
-from experiments.callbacks import RunRecord
+from experiments import checkpoints, ddp, parallel, resolvers, resume, tb_events
+from experiments.callbacks import RunRecord, write_json_atomic
 from experiments.checks import check_config
-from experiments.errors import ConfigError, ExperimentError
+from experiments.errors import CheckpointError, ConfigError, DataError, ExperimentError, RunInterrupted
+from experiments.guards import DivergenceGuard, GracefulStop
 
 # The configs live at the repository root (`conf/`); the package is installed in editable mode.
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -112,17 +114,27 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     datamodule = build(cfg.data, "data")
     datamodule.prepare_data()  # missing or corrupt files fail here, before anything else is built
     model = build(cfg.model, "model")
+    start_checkpoint = checkpoints.verify_start(cfg.get("ckpt_path"), model) if cfg.train else None
     record = RunRecord(output_dir / "run.json", run_info(cfg, overrides))
     loggers = build_loggers(cfg)
+    # Always on, whatever the callbacks group: a clean stop on Ctrl-C/SIGTERM and on a NaN/inf loss, and
+    # epoch-start marks (first, before anything logs at epoch start) so a resumed run never logs a step twice.
+    safety = [GracefulStop(), DivergenceGuard()]
     trainer: L.Trainer = build(
-        cfg.trainer, "trainer", callbacks=[*build_callbacks(cfg, bool(loggers)), record], logger=loggers or False
+        cfg.trainer,
+        "trainer",
+        callbacks=[tb_events.EpochStarts(output_dir), *build_callbacks(cfg, bool(loggers)), record, *safety],
+        logger=loggers or False,
     )
     if ddp.is_global_zero():  # DDP child ranks share rank 0's directory and never write into it
-        OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+        if cfg.get("resume"):  # the run's config.yaml stays as it was written at its start
+            tb_events.drop_after_checkpoint(output_dir, start_checkpoint)
+        else:
+            OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
     started = time.perf_counter()
     if cfg.train:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=start_checkpoint, weights_only=True)
     metrics: dict[str, float | None] = {
         "val/acc_best": _scalar(trainer.callback_metrics, "val/acc_best"),
         "val/acc": _scalar(trainer.callback_metrics, "val/acc"),
@@ -156,18 +168,30 @@ def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _mark_record(record_path: Path, status: str, message: str) -> None:
+    """Set the status of an existing run.json, keeping its history and run info."""
+    record = json.loads(record_path.read_text())
+    write_json_atomic(record_path, {**record, "status": status, "error": message})
+
+
 def run(cfg: DictConfig) -> float | None:
     """The Hydra task: train, report, and turn failures into one readable line.
 
-    A single run that fails before training leaves no run directory behind. In a multirun the job is
-    marked failed in its run.json and the sweep goes on with the other jobs.
+    A single run that fails before training leaves no run directory behind; one that fails later is
+    marked failed in its run.json. In a multirun the job is marked failed and the sweep goes on with the
+    other jobs. Ctrl-C/SIGTERM saves a checkpoint, marks the run interrupted and ends the process (and a
+    sweep). A resumed run's directory is never deleted.
     """
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
     record_path = output_dir / "run.json"
+    resuming = bool(cfg.get("resume")) and resume.is_run_dir(output_dir)
     try:
         with parallel.place_job(cfg), ddp.job_scope():
+            if cfg.get("resume"):
+                resumed = resume.prepare(cfg, output_dir, overrides)
+                cfg, overrides = resumed.cfg, resumed.overrides
             metrics = train(cfg, output_dir, overrides)
     except Exception as exc:
         if not ddp.is_global_zero():
@@ -181,11 +205,19 @@ def run(cfg: DictConfig) -> float | None:
         if not isinstance(exc, ExperimentError) and not _is_multirun():
             raise  # a bug, not a user mistake: Hydra prints the traceback
         message = " ".join(str(exc).split()) if isinstance(exc, ExperimentError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, RunInterrupted):
+            print(f"interrupted: {message}; continue with: {resume.command(output_dir)}", file=sys.stderr)
+            _mark_record(record_path, "interrupted", message)
+            sys.exit(128 + exc.signum)  # the shell convention for "killed by this signal"; stops a sweep too
         print(f"error: {message}", file=sys.stderr, flush=True)
         if _is_multirun():
             RunRecord(record_path, {"overrides": overrides}).finish("failed", error=message)
             return float("nan")
-        if not record_path.is_file():  # training never started: leave nothing half-written
+        # A resumed run that cannot start (data moved, corrupt checkpoint) stays resumable as it was.
+        before_training = resuming and isinstance(exc, (ConfigError, DataError, CheckpointError))
+        if record_path.is_file() and not before_training:  # training started: keep its files, say how it ended
+            _mark_record(record_path, "failed", message)
+        elif not resuming:  # training never started: leave nothing half-written
             logging.shutdown()
             shutil.rmtree(output_dir, ignore_errors=True)
         sys.exit(1)

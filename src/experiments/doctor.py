@@ -1,0 +1,71 @@
+"""`python -m experiments.doctor [data_dir=...]`: what this machine offers a run, before you start one.
+
+Versions (torch, CUDA, cuDNN, Lightning, Hydra), the accelerators present, what `trainer.accelerator=auto`
+picks, and where MNIST / Fashion-MNIST were found.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+from experiments import cli_args
+
+USAGE = """usage: python -m experiments.doctor [data_dir=<folder holding MNIST/raw/>]
+
+  data_dir=data   where to look for the datasets (as paths.data_dir); paths.data_dir= works too
+"""
+# Where conf/data/fashion_mnist.yaml also looks (Debian's dataset-fashion-mnist package).
+EXTRA_SEARCH_DIRS = {"mnist": [], "fashion_mnist": ["/usr/share/datasets/fashion-mnist"]}
+
+
+def auto_accelerator() -> str:
+    """What Lightning resolves `accelerator="auto"` to on this machine: its own choice, not a guess."""
+    from lightning.pytorch.trainer.connectors.accelerator_connector import _AcceleratorConnector
+
+    return str(_AcceleratorConnector._choose_auto_accelerator())
+
+
+def report(data_dir: str) -> list[str]:
+    import hydra
+    import lightning
+    import torch
+
+    from experiments.datafiles import DATASETS, find_raw_dir
+
+    cuda = torch.cuda.is_available()
+    mps = torch.backends.mps.is_available()
+    lines = [
+        f"Python:      {platform.python_version()} ({platform.platform()})",
+        f"torch:       {torch.__version__}",
+        f"CUDA:        {torch.version.cuda or 'not built with CUDA'} (available: {cuda})",
+        f"cuDNN:       {torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else 'not available'}",
+        f"MPS:         available: {mps}",
+        f"Lightning:   {lightning.__version__}",
+        f"Hydra:       {hydra.__version__}",
+        f"GPUs:        {torch.cuda.device_count() if cuda else 0}",
+    ]
+    if cuda:
+        lines += [f"  cuda:{i}     {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
+    lines.append(f"trainer.accelerator=auto picks: {auto_accelerator()}")
+    for name, cls in DATASETS.items():
+        search = [Path(d) for d in EXTRA_SEARCH_DIRS.get(name, [])]
+        found = find_raw_dir(cls, Path(data_dir), search)
+        where = f"found in {found}" if found else f"not found (looked in {Path(data_dir) / cls.__name__ / 'raw'})"
+        lines.append(f"{name + ':':<15}{where}")
+    return lines
+
+
+def _main(argv: list[str]) -> int:
+    args: dict[str, Any] = cli_args.parse(argv, {"data_dir": "data"}, {"paths.data_dir": "data_dir"})
+    print("\n".join(report(str(args["data_dir"]))), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli_args.run_command(_main, USAGE, argv)
+
+
+if __name__ == "__main__":
+    main()

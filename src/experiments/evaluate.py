@@ -1,0 +1,128 @@
+"""`python scripts/evaluate.py ckpt_path=<run dir or .ckpt> [key=value ...]`: test a checkpoint.
+
+Tests on the official test set with the run's own saved data config (dataset, normalisation) and
+prints accuracy, loss and per-class accuracy. A run directory means its best checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from experiments import cli_args
+from experiments.checkpoints import model_from_checkpoint
+from experiments.errors import ConfigError
+from experiments.run_files import RunFiles, resolve_device
+
+USAGE = """usage: python scripts/evaluate.py ckpt_path=<run dir | checkpoint.ckpt> [key=value ...]
+
+  ckpt_path=   a run directory (its best checkpoint), its checkpoints/ folder, or a .ckpt file (required)
+  which=best   in a directory: best | last
+  data_dir=    folder holding MNIST/raw/ (default: the run's own paths.data_dir); paths.data_dir= works too
+  batch_size=1000
+  device=auto  auto | cpu | gpu
+  output=      also write the metrics to this JSON file
+"""
+DEFAULTS: dict[str, Any] = {
+    "ckpt_path": None,
+    "which": "best",
+    "data_dir": None,
+    "batch_size": 1000,
+    "device": "auto",
+    "output": None,
+}
+ALIASES = {"paths.data_dir": "data_dir", "data.data_dir": "data_dir"}
+
+
+@dataclass
+class ClassResult:
+    name: str
+    correct: int
+    total: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else float("nan")
+
+
+@dataclass
+class Evaluation:
+    checkpoint: str
+    dataset: str
+    images: int
+    accuracy: float
+    loss: float
+    per_class: list[ClassResult]
+
+
+@torch.inference_mode()
+def evaluate(files: RunFiles, data_dir: Any = None, batch_size: int = 1000, device: str = "auto") -> Evaluation:
+    target = resolve_device(device)
+    model = model_from_checkpoint(files.checkpoint).to(target)
+    datamodule = files.datamodule(data_dir, batch_size)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    classes = datamodule.classes
+    correct = torch.zeros(len(classes), dtype=torch.long)
+    totals = torch.zeros(len(classes), dtype=torch.long)
+    loss_sum, count = 0.0, 0
+    for inputs, targets in datamodule.test_dataloader():
+        inputs, targets = inputs.to(target), targets.to(target)
+        logits = model(inputs)
+        loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
+        hits = (logits.argmax(-1) == targets).long()
+        correct += torch.bincount(targets, weights=hits, minlength=len(classes)).long().cpu()
+        totals += torch.bincount(targets, minlength=len(classes)).cpu()
+        count += len(targets)
+    per_class = [ClassResult(name, int(c), int(t)) for name, c, t in zip(classes, correct, totals, strict=True)]
+    return Evaluation(
+        checkpoint=str(files.checkpoint),
+        dataset=str(files.data.get("dataset", "mnist")),
+        images=count,
+        accuracy=int(correct.sum()) / max(count, 1),
+        loss=loss_sum / max(count, 1),
+        per_class=per_class,
+    )
+
+
+def report(result: Evaluation, files: RunFiles) -> str:
+    lines = [
+        f"Checkpoint:    {result.checkpoint}",
+        f"Config:        {files.config_file or 'none next to the checkpoint: MNIST defaults'}",
+        f"Test set:      {result.dataset}, {result.images:,} images",
+        f"Test accuracy: {result.accuracy:.2%}",
+        f"Test loss:     {result.loss:.4f}",
+        "Per-class accuracy:",
+    ]
+    width = max(len(c.name) for c in result.per_class)
+    lines += [f"  {c.name:<{width}}  {c.accuracy:7.2%}  ({c.correct}/{c.total})" for c in result.per_class]
+    return "\n".join(lines)
+
+
+def _main(argv: list[str]) -> int:
+    args = cli_args.parse(argv, DEFAULTS, ALIASES)
+    if args["which"] not in ("best", "last"):
+        raise ConfigError(f"which={args['which']!r} must be best or last")
+    batch_size = args["batch_size"]
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size!r} must be a positive integer")
+    files = RunFiles(args["ckpt_path"], which=str(args["which"]))
+    result = evaluate(files, args["data_dir"], batch_size, str(args["device"]))
+    print(report(result, files), flush=True)
+    if args["output"]:
+        payload = {**asdict(result), "per_class": [{**asdict(c), "accuracy": c.accuracy} for c in result.per_class]}
+        Path(str(args["output"])).write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli_args.run_command(_main, USAGE, argv)
+
+
+if __name__ == "__main__":
+    main()

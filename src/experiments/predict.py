@@ -1,0 +1,179 @@
+"""`python scripts/predict.py ckpt_path=<run dir or .ckpt> inputs=<image, folder or [a.png,b.jpg]>`.
+
+Reads PNG/JPEG (anything Pillow reads) of any size, turns each into a 28x28 grayscale digit the way MNIST
+was made, and prints the top-k classes with softmax probabilities; `csv=` also writes them to a file.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from experiments import cli_args
+from experiments.checkpoints import model_from_checkpoint
+from experiments.datafiles import dataset_class
+from experiments.errors import ConfigError, DataError
+from experiments.run_files import RunFiles, resolve_device
+
+USAGE = """usage: python scripts/predict.py ckpt_path=<run dir | .ckpt> inputs=<image | folder | [a.png,b.jpg]>
+
+  ckpt_path=   a run directory (its best checkpoint), or a .ckpt file (required)
+  inputs=      image files (PNG, JPEG, ...), a folder of them, or a [list] (required)
+  top_k=3      how many classes to print per image
+  csv=         also write path, prediction, probability and the top-k to this CSV file
+  invert=auto  auto: dark-on-light images are inverted to MNIST's light-on-dark; true | false to force
+  device=cpu   cpu | gpu | auto
+"""
+DEFAULTS: dict[str, Any] = {
+    "ckpt_path": None,
+    "inputs": None,
+    "top_k": 3,
+    "csv": None,
+    "invert": "auto",
+    "device": "cpu",
+    "which": "best",
+}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def image_files(inputs: Any) -> list[Path]:
+    """The image files named by `inputs`: files as given, folders expanded to the images they hold."""
+    if inputs is None or inputs == []:
+        raise ConfigError("inputs is required: inputs=<image file>, inputs=<folder> or inputs=[a.png,b.png]")
+    files: list[Path] = []
+    for item in inputs if isinstance(inputs, list) else [inputs]:
+        path = Path(str(item))
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise DataError(f"inputs={path}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"inputs={path}: no such file or folder")
+    return files
+
+
+def _digit_box(image: np.ndarray) -> np.ndarray:
+    """MNIST's own recipe: the ink's bounding box scaled to fit 20x20 (aspect kept), placed in a 28x28
+    frame with its centre of mass at the centre."""
+    from PIL import Image
+
+    ink = image > 0.1 * image.max() if image.max() > 0 else np.zeros_like(image, dtype=bool)
+    if not ink.any():
+        return np.asarray(Image.fromarray(image).resize((28, 28), Image.Resampling.BILINEAR))
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    crop = image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    scale = 20 / max(crop.shape)
+    height, width = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
+    small = np.asarray(Image.fromarray(crop).resize((width, height), Image.Resampling.LANCZOS)).clip(0, 1)
+    frame = np.zeros((28, 28), dtype=np.float32)
+    top, left = (28 - height) // 2, (28 - width) // 2
+    frame[top : top + height, left : left + width] = small
+    mass = frame.sum()
+    if mass > 0:
+        ys, xs = np.indices(frame.shape)
+        shift_y = round(float(13.5 - (ys * frame).sum() / mass))
+        shift_x = round(float(13.5 - (xs * frame).sum() / mass))
+        # Only as far as the digit stays inside the frame.
+        shift_y = max(-top, min(28 - top - height, shift_y))
+        shift_x = max(-left, min(28 - left - width, shift_x))
+        frame = np.roll(frame, (shift_y, shift_x), axis=(0, 1))
+    return frame
+
+
+def load_image(path: Path, invert: Any = "auto", digits: bool = True) -> np.ndarray:
+    """A 28x28 float32 image in [0, 1], light ink on a dark background like MNIST."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: not an image Pillow can read (PNG/JPEG expected): {exc}") from None
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))  # transparent means paper
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    pixels = np.asarray(image.convert("L"), dtype=np.float32) / 255
+    if invert == "auto":
+        border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+        invert = float(np.median(border)) > 0.5  # a light border is paper: dark ink on light paper
+    elif not isinstance(invert, bool):
+        raise ConfigError(f"invert={invert!r} must be auto, true or false")
+    if invert:
+        pixels = 1.0 - pixels
+    if pixels.shape == (28, 28):
+        return pixels
+    if digits:
+        return _digit_box(pixels)
+    return np.asarray(Image.fromarray(pixels).resize((28, 28), Image.Resampling.LANCZOS), dtype=np.float32)
+
+
+def class_labels(dataset: str) -> list[str]:
+    # MNIST's classes read "0 - zero"; the digit alone is the answer.
+    return [c.split(" - ")[0] for c in dataset_class(dataset).classes]
+
+
+@torch.inference_mode()
+def predict(files: RunFiles, paths: list[Path], invert: Any, device: str) -> torch.Tensor:
+    """Softmax probabilities, one row per image."""
+    target = resolve_device(device)
+    model = model_from_checkpoint(files.checkpoint).to(target)
+    digits = files.data.get("dataset", "mnist") == "mnist"
+    images = np.stack([load_image(p, invert, digits) for p in paths])
+    mean, std = (files.data.get("mean", 0.1307), files.data.get("std", 0.3081))
+    if not files.data.get("normalize", True):
+        mean, std = 0.0, 1.0
+    inputs = (torch.from_numpy(images).to(target) - mean) / std
+    return model(inputs.flatten(1)).softmax(-1).cpu()
+
+
+def _main(argv: list[str]) -> int:
+    args = cli_args.parse(argv, DEFAULTS)
+    invert = {"true": True, "false": False, "auto": "auto"}.get(str(args["invert"]).lower())
+    if invert is None:
+        raise ConfigError(f"invert={args['invert']!r} must be auto, true or false")
+    top_k = args["top_k"]
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ConfigError(f"top_k={top_k!r} must be a positive integer")
+    files = RunFiles(args["ckpt_path"], which=str(args["which"]))
+    paths = image_files(args["inputs"])
+    probabilities = predict(files, paths, invert, str(args["device"]))
+    labels = class_labels(str(files.data.get("dataset", "mnist")))
+    top_k = min(top_k, len(labels))
+    rows = []
+    for path, probs in zip(paths, probabilities, strict=True):
+        values, indices = probs.topk(top_k)
+        ranked = [(labels[i], float(v)) for v, i in zip(values, indices, strict=True)]
+        rows.append((path, ranked))
+        print(f"{path}: " + "  ".join(f"{label} ({p:.1%})" for label, p in ranked), flush=True)
+    if args["csv"]:
+        write_csv(Path(str(args["csv"])), rows)
+        print(f"Wrote {args['csv']}")
+    return 0
+
+
+def write_csv(path: Path, rows: list[tuple[Path, list[tuple[str, float]]]]) -> None:
+    top_k = len(rows[0][1]) if rows else 0
+    header = ["path", "prediction", "probability"]
+    header += [f"{name}{i}" for i in range(1, top_k + 1) for name in ("top", "probability_top")]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for file, ranked in rows:
+            cells = [c for label, p in ranked for c in (label, f"{p:.6f}")]
+            writer.writerow([str(file), ranked[0][0], f"{ranked[0][1]:.6f}", *cells])
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli_args.run_command(_main, USAGE, argv)
+
+
+if __name__ == "__main__":
+    main()

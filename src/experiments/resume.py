@@ -1,0 +1,150 @@
+"""`python train.py resume=<run dir>`: continue an interrupted run in its own directory.
+
+Hydra picks the run directory before any of our code runs, so two resolvers (see conf/hydra/default.yaml)
+point `hydra.run.dir` at <run dir> and put Hydra's copy of this invocation into
+`.hydra/resume-<time>/`, leaving the original `.hydra/overrides.yaml` in place. `prepare` then swaps the
+freshly composed config for the run's own `config.yaml` and starts from `checkpoints/last.ckpt`, so the
+run continues with the same config, the same run.json and the same TensorBoard event directory.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.errors import ConfigError
+
+RUN_CONFIG = "config.yaml"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+# The overrides a resumed run accepts: where things are and what runs them, never what is learned (a
+# changed schedule or model would not match the checkpoint). Each maps to the config keys it sets.
+ENVIRONMENT_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "paths.data_dir": ("paths.data_dir", "data.data_dir"),
+    "paths.log_dir": ("paths.log_dir", "paths.cache_dir", "data.cache_dir"),
+    "paths.cache_dir": ("paths.cache_dir", "data.cache_dir"),
+    "trainer.accelerator": ("trainer.accelerator",),
+    "trainer.devices": ("trainer.devices",),
+    "trainer.enable_progress_bar": ("trainer.enable_progress_bar",),
+    "trainer.enable_model_summary": ("trainer.enable_model_summary",),
+    "callbacks.progress_bar.refresh_rate": ("callbacks.progress_bar.refresh_rate",),
+}
+_ALWAYS_ALLOWED = ("resume", "ckpt_path")
+
+
+def is_run_dir(path: Any) -> bool:
+    return bool(path) and (Path(str(path)) / RUN_CONFIG).is_file()
+
+
+def hydra_run_dir(resume: Any, new_run_dir: str) -> str:
+    """Resolver for hydra.run.dir: the run being resumed, else a new directory.
+
+    A `resume` value that is not a run directory also gets a new directory: `prepare` then reports the
+    mistake and the failed start is cleaned up like any other, never touching what `resume` points at.
+    """
+    return str(resume) if is_run_dir(resume) else new_run_dir
+
+
+def hydra_output_subdir(resume: Any) -> str:
+    """Resolver for hydra.output_subdir: a resumed run keeps its original .hydra/ files."""
+    return f".hydra/resume-{datetime.now():%Y-%m-%d_%H-%M-%S}" if is_run_dir(resume) else ".hydra"
+
+
+@dataclass
+class Resumed:
+    cfg: DictConfig
+    overrides: list[str]  # the original run's command-line overrides, for run.json
+
+
+def command(run_dir: Path) -> str:
+    """`python train.py resume=<run dir>`, quoted for Hydra and the shell when the name needs it (run
+    directory names hold `=` and `,`, which Hydra's override grammar reserves)."""
+    if re.fullmatch(r"[\w./-]+", str(run_dir)):
+        return f"python train.py resume={run_dir}"
+    return f"python train.py \"resume='{run_dir}'\""
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _replace_prefix(node: Any, old: str, new: str) -> Any:
+    """Every string under `node` that starts with the old run directory now starts with the new one."""
+    if isinstance(node, dict):
+        return {k: _replace_prefix(v, old, new) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_replace_prefix(v, old, new) for v in node]
+    if isinstance(node, str) and (node == old or node.startswith(old + "/")):
+        return new + node[len(old) :]
+    return node
+
+
+def _original_overrides(run_dir: Path) -> list[str]:
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    if overrides_file.is_file():
+        return [str(o) for o in OmegaConf.load(overrides_file)]
+    record = run_dir / "run.json"
+    return list(json.loads(record.read_text()).get("overrides", [])) if record.is_file() else []
+
+
+def _reject_changes(cfg: DictConfig, saved: DictConfig, task_overrides: list[str], run_dir: Path) -> None:
+    """ConfigError for the first override that would change what the run learns. Repeating the original
+    command with resume=... added is fine: overrides that give the saved value are accepted."""
+    for override in task_overrides:
+        key = override_key(override)
+        if key in (*_ALWAYS_ALLOWED, *ENVIRONMENT_OVERRIDES) or key.startswith("hydra."):
+            continue
+        given = OmegaConf.select(cfg, key, default=None)
+        given = OmegaConf.to_container(given, resolve=True) if OmegaConf.is_config(given) else given
+        kept = OmegaConf.select(saved, key, default=None)
+        kept = OmegaConf.to_container(kept, resolve=True) if OmegaConf.is_config(kept) else kept
+        if given != kept:
+            raise ConfigError(
+                f"{override}: a resumed run keeps its saved config ({run_dir / RUN_CONFIG} has {key}={kept}); "
+                "only paths.* and trainer.accelerator/devices may change. Start a new run to change anything else"
+            )
+
+
+def prepare(cfg: DictConfig, output_dir: Path, task_overrides: list[str]) -> Resumed:
+    """The config to continue `cfg.resume` with, or ConfigError saying why it cannot be resumed."""
+    spec = str(cfg.resume)
+    run_dir = Path(spec)
+    if not is_run_dir(run_dir) or output_dir.resolve() != run_dir.resolve():
+        raise ConfigError(
+            f"resume={spec}: not a run directory (no {RUN_CONFIG} in it); pass the 'Run directory:' a run printed"
+        )
+    record_file = run_dir / "run.json"
+    status = json.loads(record_file.read_text()).get("status") if record_file.is_file() else None
+    if status == "completed":
+        raise ConfigError(
+            f"resume={spec}: the run already completed; evaluate it with: python scripts/evaluate.py ckpt_path={spec}"
+        )
+    if cfg.get("ckpt_path") not in (None, "last"):
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path}: a resumed run continues from its own {LAST_CHECKPOINT}; drop ckpt_path"
+        )
+    last = run_dir / LAST_CHECKPOINT
+    if not last.is_file():
+        raise ConfigError(
+            f"resume={spec}: nothing to resume, {last} does not exist (the run stopped before its first "
+            "checkpoint); start the run again without resume"
+        )
+    saved = OmegaConf.load(run_dir / RUN_CONFIG)
+    assert isinstance(saved, DictConfig)
+    container = OmegaConf.to_container(saved, resolve=True)
+    # Paths inside the saved config name the directory the run was started in; it may have moved since.
+    old_dir = str(saved.paths.output_dir)
+    resumed = OmegaConf.create(_replace_prefix(container, old_dir, str(output_dir)))
+    _reject_changes(cfg, resumed, task_overrides, run_dir)
+    for override in task_overrides:
+        for key in ENVIRONMENT_OVERRIDES.get(override_key(override), ()):
+            OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), force_add=True)
+    resumed.resume = str(run_dir)
+    resumed.ckpt_path = str(output_dir / LAST_CHECKPOINT)
+    return Resumed(resumed, _original_overrides(run_dir))

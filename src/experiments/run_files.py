@@ -1,0 +1,56 @@
+"""What evaluate and predict need from a run: its checkpoint, its saved config and its test data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from experiments.checkpoints import find_checkpoint, run_dir_of
+from experiments.errors import ConfigError
+
+# Data settings a lone checkpoint (no run directory around it) is evaluated with: conf/data/mnist.yaml.
+DEFAULT_DATA: dict[str, Any] = {"dataset": "mnist", "data_dir": "data", "mean": 0.1307, "std": 0.3081}
+
+
+def resolve_device(name: str) -> torch.device:
+    name = str(name).lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={name}: no CUDA GPU visible; use device=cpu or auto")
+        return torch.device("cuda")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"device={name!r} is not supported; choose auto, cpu or gpu")
+
+
+class RunFiles:
+    """A checkpoint (given as a file, a run directory or its checkpoints/ folder) and its run's data config."""
+
+    def __init__(self, ckpt_path: Any, which: str = "best") -> None:
+        if ckpt_path is None:
+            raise ConfigError("ckpt_path is required: ckpt_path=<run dir> or ckpt_path=<file.ckpt>")
+        self.checkpoint = find_checkpoint(str(ckpt_path), which=which)
+        self.run_dir = run_dir_of(self.checkpoint) or (
+            Path(str(ckpt_path)) if (Path(str(ckpt_path)) / "config.yaml").is_file() else None
+        )
+        self.config_file = self.run_dir / "config.yaml" if self.run_dir else None
+        data: dict[str, Any] = dict(DEFAULT_DATA)
+        if self.config_file is not None:
+            saved = OmegaConf.to_container(OmegaConf.load(self.config_file), resolve=False)
+            data = {k: v for k, v in dict(saved.get("data") or {}).items() if not str(k).startswith("_")}
+        self.data = data
+
+    def datamodule(self, data_dir: Any = None, batch_size: int = 1000) -> Any:
+        """The run's MNISTDataModule (same dataset, normalisation and validation split), test-ready."""
+        from experiments.data import MNISTDataModule
+
+        settings = {**self.data, "batch_size": batch_size, "loader": "resident", "steps_per_batch": 1}
+        if data_dir is not None:
+            settings["data_dir"] = str(data_dir)
+        known = MNISTDataModule.__init__.__code__.co_varnames
+        return MNISTDataModule(**{k: v for k, v in settings.items() if k in known})
