@@ -64,9 +64,10 @@ class Evaluation:
 def evaluate(files: RunFiles, data_dir: Any = None, batch_size: int = 1000, device: str = "auto") -> Evaluation:
     target = resolve_device(device)
     model = model_from_checkpoint(files.checkpoint).to(target)
-    datamodule = files.datamodule(data_dir, batch_size)
+    datamodule = files.datamodule(data_dir)
     datamodule.prepare_data()
-    datamodule.setup("test")
+    datamodule.setup("test")  # with the run's batch size: setup checks it against the training split
+    datamodule.batch_size = batch_size
     classes = datamodule.classes
     correct = torch.zeros(len(classes), dtype=torch.long)
     totals = torch.zeros(len(classes), dtype=torch.long)

@@ -119,11 +119,18 @@ def prepare(cfg: DictConfig, output_dir: Path, task_overrides: list[str]) -> Res
         raise ConfigError(
             f"resume={spec}: not a run directory (no {RUN_CONFIG} in it); pass the 'Run directory:' a run printed"
         )
+    saved = OmegaConf.load(run_dir / RUN_CONFIG)
+    assert isinstance(saved, DictConfig)
+    container = OmegaConf.to_container(saved, resolve=True)
+    # Paths inside the saved config name the directory the run was started in; it may have moved since.
+    old_dir = str(saved.paths.output_dir)
+    resumed = OmegaConf.create(_replace_prefix(container, old_dir, str(output_dir)))
+    _reject_changes(cfg, resumed, task_overrides, run_dir)
     record_file = run_dir / "run.json"
     status = json.loads(record_file.read_text()).get("status") if record_file.is_file() else None
     if status == "completed":
         raise ConfigError(
-            f"resume={spec}: the run already completed; evaluate it with: python scripts/evaluate.py ckpt_path={spec}"
+            f"resume={spec}: the run already completed; evaluate it with: python scripts/evaluate.py ckpt_path='{spec}'"
         )
     if cfg.get("ckpt_path") not in (None, "last"):
         raise ConfigError(
@@ -135,13 +142,6 @@ def prepare(cfg: DictConfig, output_dir: Path, task_overrides: list[str]) -> Res
             f"resume={spec}: nothing to resume, {last} does not exist (the run stopped before its first "
             "checkpoint); start the run again without resume"
         )
-    saved = OmegaConf.load(run_dir / RUN_CONFIG)
-    assert isinstance(saved, DictConfig)
-    container = OmegaConf.to_container(saved, resolve=True)
-    # Paths inside the saved config name the directory the run was started in; it may have moved since.
-    old_dir = str(saved.paths.output_dir)
-    resumed = OmegaConf.create(_replace_prefix(container, old_dir, str(output_dir)))
-    _reject_changes(cfg, resumed, task_overrides, run_dir)
     for override in task_overrides:
         for key in ENVIRONMENT_OVERRIDES.get(override_key(override), ()):
             OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), force_add=True)

@@ -45,11 +45,11 @@ class RunFiles:
             data = {k: v for k, v in dict(saved.get("data") or {}).items() if not str(k).startswith("_")}
         self.data = data
 
-    def datamodule(self, data_dir: Any = None, batch_size: int = 1000) -> Any:
-        """The run's MNISTDataModule (same dataset, normalisation and validation split), test-ready."""
+    def datamodule(self, data_dir: Any = None) -> Any:
+        """The run's MNISTDataModule (same dataset, normalisation and validation split)."""
         from experiments.data import MNISTDataModule
 
-        settings = {**self.data, "batch_size": batch_size, "loader": "resident", "steps_per_batch": 1}
+        settings = {**self.data, "loader": "resident", "steps_per_batch": 1}
         if data_dir is not None:
             settings["data_dir"] = str(data_dir)
         known = MNISTDataModule.__init__.__code__.co_varnames

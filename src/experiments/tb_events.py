@@ -76,4 +76,17 @@ def drop_after_checkpoint(run_dir: Path, checkpoint: Any) -> int:
     if not checkpoint:
         return 0
     cutoff = _cutoff(run_dir, Path(checkpoint))
-    return sum(_rewrite(f, cutoff) for f in sorted(run_dir.glob("events.out.tfevents.*")))
+    files = sorted(run_dir.glob("events.out.tfevents.*"))
+    dropped = sum(_rewrite(f, cutoff) for f in files)
+    _wait_for_a_later_file_name(files)
+    return dropped
+
+
+def _wait_for_a_later_file_name(files: list[Path]) -> None:
+    """TensorBoard reads a directory's event files in name order, and the names start with the second
+    they were created in (`events.out.tfevents.<seconds>.<host>.<pid>...`). A resume within the same
+    second as the last file could sort before it, and TensorBoard would take the older steps for a
+    restart and hide the new ones: wait (under a second) so the new file sorts last."""
+    seconds = [int(parts[3]) for f in files if len(parts := f.name.split(".")) > 3 and parts[3].isdigit()]
+    while seconds and time.time() < max(seconds) + 1:
+        time.sleep(0.05)

@@ -1,0 +1,222 @@
+"""Run lifecycle: resume after SIGKILL or SIGTERM, stop on NaN, and evaluate / predict / doctor on a real run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import FAST_RUN, REPO_ROOT
+
+# Three epochs of 16 optimizer steps, 2 steps per Lightning batch: 8 batches per epoch, so a signal at
+# batch 3 of epoch 1 lands mid-epoch, after the first end-of-epoch checkpoint.
+STEPS_PER_EPOCH = 16
+RUN = [
+    *[o for o in FAST_RUN if not o.startswith(("trainer.max_epochs", "trainer.limit_train_batches"))],
+    "trainer.max_epochs=3",
+    "data.steps_per_batch=2",
+    "run_name=interrupted",
+]
+
+
+def fault(tmp_path: Path, signal_name: str) -> list[str]:
+    node = "+callbacks.fault"
+    return [
+        f"{node}._target_=tests.faults.SignalAt",
+        f"{node}.epoch=1",
+        f"{node}.batch=3",
+        f"{node}.signal_name={signal_name}",
+        f"{node}.marker={tmp_path / 'fired'}",
+    ]
+
+
+def steps_by_tag(run_dir: Path) -> dict[str, list[int]]:
+    # As TensorBoard reads it: all event files in name order, steps that go back taken for a restart.
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_interrupted_run_resumes_in_place(run_train, cli, mnist_dir: Path, tmp_path: Path, signal_name: str) -> None:
+    args = [f"paths.data_dir={mnist_dir}", *RUN, *fault(tmp_path, signal_name)]
+    killed = run_train(*args, env={"PYTHONPATH": str(REPO_ROOT)})
+    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    if signal_name == "SIGKILL":
+        assert killed.returncode == -9
+        assert record["status"] == "running" and [h["epoch"] for h in record["history"]] == [0]
+        assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == STEPS_PER_EPOCH
+    else:  # stopped cleanly: a checkpoint at the batch it stopped at, and the command to continue
+        assert killed.returncode == 128 + 15, killed.stderr[-2000:]
+        assert killed.stderr.strip().splitlines()[-1].startswith(f"interrupted: SIGTERM at step {STEPS_PER_EPOCH + 8}")
+        assert f"resume={run_dir}" in killed.stderr
+        assert record["status"] == "interrupted"
+        assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 24
+
+    # The same command with resume= added: accepted, since it changes nothing the run learns.
+    resumed = cli(*args, f"resume={run_dir}")
+    assert resumed.code == 0, resumed.err
+    assert list((tmp_path / "outputs" / "runs").iterdir()) == [run_dir], "no new run directory"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert [h["epoch"] for h in record["history"]] == [0, 1, 2]
+    assert record["overrides"] == [f"paths.log_dir={tmp_path / 'outputs'}", *args], "the original overrides"
+    assert (run_dir / ".hydra" / "overrides.yaml").read_text().count("resume=") == 0
+    assert len(list((run_dir / ".hydra").glob("resume-*/overrides.yaml"))) == 1
+
+    steps = steps_by_tag(run_dir)  # every event file of the run directory, old and new
+    total = 3 * STEPS_PER_EPOCH
+    assert steps["train/loss"] == list(range(total)), "every optimizer step once, none twice"
+    epoch_ends = [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH, total]
+    for tag in ("val/acc", "val/loss", "train/acc"):
+        assert steps[tag] == epoch_ends, tag
+    assert steps["test/acc"] == [total]
+    assert len(steps["lr-SGD"]) == len(set(steps["lr-SGD"]))
+
+
+def test_resume_refuses_a_changed_config_and_a_completed_run(cli, mnist_dir: Path, tmp_path: Path) -> None:
+    finished = cli(f"paths.data_dir={mnist_dir}", *FAST_RUN, "run_name=done", "logger=none")
+    assert finished.code == 0, finished.err
+    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
+    before = sorted(p.name for p in run_dir.rglob("*"))
+
+    changed = cli(f"paths.data_dir={mnist_dir}", f"resume={run_dir}", "model.optimizer.lr=0.5")
+    assert changed.code == 1 and len(changed.error_lines) == 1
+    assert "model.optimizer.lr=0.5: a resumed run keeps its saved config" in changed.error_lines[0]
+    done = cli(f"paths.data_dir={mnist_dir}", f"resume={run_dir}")
+    assert done.code == 1 and "the run already completed" in done.error_lines[0]
+    # Refused resumes leave the run as it was (only Hydra's note of the attempt in .hydra/resume-*).
+    after = sorted(p.name for p in run_dir.rglob("*") if "resume-" not in str(p.relative_to(run_dir)))
+    assert after == before
+
+
+def test_nan_loss_stops_with_step_epoch_lr_and_keeps_last_good_checkpoint(cli, mnist_dir: Path, tmp_path: Path) -> None:
+    poison = ["+callbacks.poison._target_=tests.faults.PoisonWeightsAt", "+callbacks.poison.epoch=1"]
+    result = cli(f"paths.data_dir={mnist_dir}", *RUN, *poison, "+callbacks.poison.batch=2", "logger=none")
+    assert result.code == 1
+    (line,) = result.error_lines
+    # Epoch 1 batch 2 is optimizer steps 20-21; the check runs at the end of that batch.
+    assert line.startswith("error: training diverged: train/loss=nan by step 22 (epoch 1, lr ")
+    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
+    assert f"last good checkpoint: {run_dir / 'checkpoints' / 'last.ckpt'}" in line
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and "diverged" in record["error"]
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == STEPS_PER_EPOCH
+    assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
+
+
+# --- evaluate, predict, doctor on one finished run ---
+
+
+@pytest.fixture(scope="module")
+def finished_run(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One short in-process training run (the checkpoint evaluate and predict read)."""
+    import os
+    import sys
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from experiments.train import main
+
+    outputs = tmp_path_factory.mktemp("lifecycle") / "outputs"
+    argv, cwd = sys.argv, os.getcwd()
+    sys.argv = ["train.py", f"paths.log_dir={outputs}", f"paths.data_dir={mnist_dir}", *FAST_RUN, "logger=none"]
+    GlobalHydra.instance().clear()
+    try:
+        main()
+    finally:
+        sys.argv = argv
+        os.chdir(cwd)
+    (run_dir,) = (outputs / "runs").iterdir()
+    return run_dir
+
+
+def run_tool(module: str, args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    from importlib import import_module
+
+    with pytest.raises(SystemExit) as stopped:
+        import_module(f"experiments.{module}").main(args)
+    captured = capsys.readouterr()
+    assert stopped.value.code == 0, captured.err
+    return captured.out
+
+
+def test_evaluate_reproduces_the_runs_test_metrics(finished_run: Path, tmp_path: Path, capsys) -> None:
+    out = run_tool("evaluate", [f"ckpt_path={finished_run}", f"output={tmp_path / 'metrics.json'}"], capsys)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    run_metrics = json.loads((finished_run / "run.json").read_text())["metrics"]
+    # The run tested its best checkpoint on the same test set: evaluate must agree.
+    assert metrics["accuracy"] == pytest.approx(run_metrics["test/acc"], abs=1e-6)
+    assert metrics["loss"] == pytest.approx(run_metrics["test/loss"], rel=1e-4)
+    assert metrics["images"] == sum(c["total"] for c in metrics["per_class"]) == 200
+    assert sum(c["correct"] for c in metrics["per_class"]) == round(metrics["accuracy"] * 200)
+    assert len(metrics["per_class"]) == 10
+    assert f"Test accuracy: {metrics['accuracy']:.2%}" in out and "Per-class accuracy:" in out
+
+
+def test_predict_reads_images_of_any_polarity_and_writes_csv(
+    finished_run: Path, mnist_dir: Path, tmp_path: Path, capsys
+) -> None:
+    from experiments.checkpoints import find_checkpoint, model_from_checkpoint
+    from experiments.data import MNISTDataModule
+
+    data = MNISTDataModule(data_dir=str(mnist_dir), val_size=100)
+    data.setup()
+    images = data.splits["test"][0][:6].reshape(-1, 28, 28)
+    pixels = ((images * 0.3081 + 0.1307).clamp(0, 1) * 255).round().byte().numpy()
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for i, image in enumerate(pixels):  # half as MNIST stores them, half dark ink on white paper
+        Image.fromarray(image if i % 2 else 255 - image).save(folder / f"{i}.png")
+    model = model_from_checkpoint(find_checkpoint(finished_run))
+    expected = model(images.flatten(1)).softmax(-1)
+
+    out = run_tool(
+        "predict", [f"ckpt_path={finished_run}", f"inputs={folder}", "top_k=2", f"csv={tmp_path / 'p.csv'}"], capsys
+    )
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert [Path(r["path"]).name for r in rows] == [f"{i}.png" for i in range(6)]
+    for row, probs in zip(rows, expected, strict=True):
+        assert int(row["prediction"]) == int(probs.argmax())
+        assert float(row["probability"]) == pytest.approx(float(probs.max()), abs=1e-3)
+        assert float(row["probability_top2"]) <= float(row["probability"])
+    assert out.count("%)") == 12
+
+
+def test_large_photo_style_image_becomes_an_mnist_digit(tmp_path: Path) -> None:
+    """Any size, dark ink on light paper -> 28x28, light on dark, digit in a 20x20 box, centred by mass."""
+    from experiments.predict import load_image
+
+    canvas = np.full((300, 200, 3), 235, dtype=np.uint8)
+    canvas[40:260, 120:150] = 20  # a tall dark stroke right of centre: a "1"
+    Image.fromarray(canvas).save(tmp_path / "one.jpg")
+    digit = load_image(tmp_path / "one.jpg")
+    assert digit.shape == (28, 28)
+    assert digit[0].max() < 0.1 and digit.max() > 0.9, "background dark, ink light"
+    rows, _ = np.nonzero(digit > 0.5)
+    assert rows.max() - rows.min() + 1 in (19, 20, 21), "the longer side scaled to 20 pixels"
+    ys, xs = np.indices(digit.shape)
+    assert abs((ys * digit).sum() / digit.sum() - 13.5) < 1 and abs((xs * digit).sum() / digit.sum() - 13.5) < 1
+
+
+def test_doctor_reports_versions_accelerator_and_data(mnist_dir: Path, capsys) -> None:
+    import lightning
+
+    from experiments.doctor import auto_accelerator
+
+    out = run_tool("doctor", [f"paths.data_dir={mnist_dir}"], capsys)
+    assert f"torch:       {torch.__version__}" in out
+    assert f"Lightning:   {lightning.__version__}" in out
+    assert f"trainer.accelerator=auto picks: {auto_accelerator()}" in out
+    assert f"found in {mnist_dir / 'MNIST' / 'raw'}" in out
+    for label in ("CUDA:", "cuDNN:", "MPS:", "Hydra:", "GPUs:", "fashion_mnist:"):
+        assert label in out
