@@ -60,6 +60,9 @@ def test_interrupted_run_resumes_in_place(run_train, cli, mnist_dir: Path, tmp_p
         assert f"resume={run_dir}" in killed.stderr
         assert record["status"] == "interrupted"
         assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 24
+    # The best val accuracy so far travels in the checkpoint, so "best" keeps its meaning across the resume.
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert float(saved["val_acc_best.max_value"]) == pytest.approx(record["history"][0]["val/acc_best"])
 
     # The same command with resume= added: accepted, since it changes nothing the run learns.
     resumed = cli(*args, f"resume={run_dir}")
@@ -68,6 +71,8 @@ def test_interrupted_run_resumes_in_place(run_train, cli, mnist_dir: Path, tmp_p
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "completed"
     assert [h["epoch"] for h in record["history"]] == [0, 1, 2]
+    best = [h["val/acc_best"] for h in record["history"]]
+    assert best == [max(h["val/acc"] for h in record["history"][: i + 1]) for i in range(3)], "best survives resume"
     assert record["overrides"] == [f"paths.log_dir={tmp_path / 'outputs'}", *args], "the original overrides"
     assert (run_dir / ".hydra" / "overrides.yaml").read_text().count("resume=") == 0
     assert len(list((run_dir / ".hydra").glob("resume-*/overrides.yaml"))) == 1

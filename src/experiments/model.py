@@ -118,6 +118,7 @@ class MNISTClassifier(L.LightningModule):
         self.test_acc = MulticlassAccuracy(average="micro", **metric_args)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # saved in checkpoints: a resumed run keeps its best score
         self.test_confusion = MulticlassConfusionMatrix(**metric_args)
         self._direct_backward = False  # decided in on_train_start
 
@@ -192,8 +193,6 @@ class MNISTClassifier(L.LightningModule):
         self._log_x_axis()
 
     def on_train_start(self) -> None:
-        # Lightning may have run sanity validation steps; they must not count towards the best score.
-        self.val_acc_best.reset()
         self._direct_backward = backward_hooks_are_idle(self.trainer)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -205,6 +204,8 @@ class MNISTClassifier(L.LightningModule):
         self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:  # sanity steps must not count towards the best score
+            return
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
         self._log_x_axis()
