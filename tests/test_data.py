@@ -149,3 +149,16 @@ def test_grouped_batches_hold_several_steps_and_cover_the_epoch() -> None:
     assert torch.equal(torch.cat([y for _, y in fresh]), torch.cat([y for _, y in single])), "same order"
     dropped = ResidentBatches(inputs, targets, batch_size=4, drop_last=True, steps_per_batch=4)
     assert [len(y) for _, y in dropped] == [16, 4]
+
+
+def test_overfit_batches_switch_shuffling_off(tmp_path: Path) -> None:
+    """Lightning cannot unshuffle a non-DataLoader iterable, so the datamodule must (debug=overfit)."""
+    import lightning as L
+
+    write_dataset(tmp_path / "data" / "MNIST" / "raw", n_train=120, n_test=10)
+    dm = make_datamodule(tmp_path / "data", tmp_path, val_size=20)
+    dm.setup()
+    dm.trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    assert dm.train_dataloader().shuffle
+    dm.trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, overfit_batches=2)
+    assert not dm.train_dataloader().shuffle

@@ -204,7 +204,10 @@ class MNISTDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> ResidentBatches | DataLoader:
-        return self._batches("train", shuffle=True)
+        # overfit_batches must see the same batches every epoch; Lightning can only switch off the
+        # shuffling of a DataLoader's sampler, so the resident path asks the trainer itself.
+        overfitting = self.trainer is not None and bool(self.trainer.overfit_batches)
+        return self._batches("train", shuffle=not overfitting)
 
     def val_dataloader(self) -> ResidentBatches | DataLoader:
         return self._batches("val", shuffle=False)
