@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 
 from experiments import plots
+from experiments.records import finite_or_none, write_json_atomic
 
 
 class TestFigures(Callback):
@@ -75,18 +74,6 @@ class LearningRateMonitor(LightningLearningRateMonitor):
             logger.log_metrics(stats, step=trainer.global_step)
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Readers (the sweep report, a resumed run) never see a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
-
-
-def _finite(value: Any) -> float | None:
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 class RunRecord(Callback):
     """Keeps `run.json` in the run directory up to date: status, per-epoch metrics, timing, throughput.
 
@@ -138,7 +125,8 @@ class RunRecord(Callback):
         if self._pending is None:
             return
         metrics = trainer.callback_metrics
-        row = {**self._pending, **{k: _finite(v) for k, v in metrics.items() if k.startswith(("train/", "val/"))}}
+        logged = {k: finite_or_none(v) for k, v in metrics.items() if k.startswith(("train/", "val/"))}
+        row = {**self._pending, **logged}
         self._pending = None
         history = [h for h in self.record["history"] if h["epoch"] != row["epoch"]]
         self.record["history"] = [*history, row]

@@ -9,13 +9,14 @@ Only json + yaml here: reading results must stay cheap.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from experiments.records import finite_or_none
 
 COMPLETED, FAILED, INCOMPLETE = "completed", "failed", "incomplete"
 _STATUS_ORDER = {COMPLETED: 0, INCOMPLETE: 1, FAILED: 2}
@@ -41,14 +42,6 @@ class JobResult:
     def name(self) -> str:
         """Short label for legends: the directory name without the job number."""
         return self.job.split("_", 1)[1] if re.match(r"^\d+_", self.job) else self.job
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _load_yaml(path: Path) -> Any:
@@ -80,8 +73,8 @@ def _hyperparameters(job_dir: Path, overrides: list[str]) -> tuple[int | None, f
     batch_size = _override_value(overrides, "data.batch_size") or config.get("data", {}).get("batch_size")
     optimizer = config.get("model", {}).get("optimizer", {})
     lr = _override_value(overrides, "model.optimizer.lr") or (optimizer or {}).get("lr")
-    size = _number(batch_size)
-    return (int(size) if size is not None else None), _number(lr)
+    size = finite_or_none(batch_size)
+    return (int(size) if size is not None else None), finite_or_none(lr)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -96,14 +89,14 @@ def read_job(job_dir: Path) -> JobResult:
     if record.get("batch_size") is not None:
         batch_size = int(record["batch_size"])
     if record.get("lr") is not None:
-        lr = _number(record["lr"])
+        lr = finite_or_none(record["lr"])
     status = record.get("status")
     if status not in (COMPLETED, FAILED):
         status = INCOMPLETE  # "running" after the sweep ended, or no record at all: it never finished
     history = [row for row in record.get("history", []) if isinstance(row, dict)]
     metrics = record.get("metrics") or {}
-    val_curve = [_number(row.get("val/acc")) for row in history]
-    val_best = _number(metrics.get("val/acc_best"))
+    val_curve = [finite_or_none(row.get("val/acc")) for row in history]
+    val_best = finite_or_none(metrics.get("val/acc_best"))
     if val_best is None and any(v is not None for v in val_curve):  # interrupted: best of the epochs it did
         val_best = max(v for v in val_curve if v is not None)
     match = re.match(r"^(\d+)(?:_|$)", job_dir.name)
@@ -118,10 +111,10 @@ def read_job(job_dir: Path) -> JobResult:
         batch_size=batch_size,
         lr=lr,
         val_acc_best=val_best,
-        test_acc=_number(metrics.get("test/acc")),
+        test_acc=finite_or_none(metrics.get("test/acc")),
         epochs=int(record.get("epochs") or len(history)),
-        train_seconds=_number(record.get("train_seconds")),
-        samples_per_sec=_mean([s for s in (_number(r.get("samples_per_sec")) for r in history) if s is not None]),
+        train_seconds=finite_or_none(record.get("train_seconds")),
+        samples_per_sec=_mean([s for r in history if (s := finite_or_none(r.get("samples_per_sec"))) is not None]),
         error=error,
         val_acc_per_epoch=val_curve,
     )

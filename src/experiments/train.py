@@ -27,10 +27,11 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import checkpoints, ddp, parallel, resolvers, resume, tb_events
-from experiments.callbacks import RunRecord, write_json_atomic
+from experiments.callbacks import RunRecord
 from experiments.checks import check_config
 from experiments.errors import CheckpointError, ConfigError, DataError, ExperimentError, RunInterrupted
 from experiments.guards import DivergenceGuard, GracefulStop
+from experiments.records import write_json_atomic
 
 # The configs live at the repository root (`conf/`); the package is installed in editable mode.
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
