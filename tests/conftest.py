@@ -10,8 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from experiments.synthetic import write_dataset
 from experiments.train import CONFIG_DIR
-from tests.idx import write_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import torch
 
 from experiments.data import MNISTDataModule, ResidentBatches
 from experiments.errors import ConfigError, DataError
-from tests.idx import FILES, write_dataset
+from experiments.synthetic import FILES, write_dataset
 
 
 def make_datamodule(data_dir: Path, tmp_path: Path, **kwargs: object) -> MNISTDataModule:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from experiments.synthetic import write_dataset
 from tests.conftest import FAST_RUN
-from tests.idx import write_dataset
 
 BAD_VALUES = [
     ("data.batch_size=0", "data.batch_size"),
