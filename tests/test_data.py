@@ -138,17 +138,13 @@ def test_dataloader_path_matches_the_resident_data(tmp_path: Path) -> None:
     assert len(classic.train_dataloader()) == len(resident.train_dataloader()) == 4
 
 
-def test_grouped_batches_hold_several_steps_and_cover_the_epoch() -> None:
-    inputs, targets = torch.arange(23).float().unsqueeze(1), torch.arange(23)
-    grouped = ResidentBatches(inputs, targets, batch_size=4, shuffle=True, seed=5, steps_per_batch=3)
-    assert grouped.num_steps == 6 and len(grouped) == 2
-    sizes = [len(y) for _, y in grouped]
-    assert sizes == [12, 11], "3 steps of 4, then the rest (2 full steps and one of 3)"
-    fresh = ResidentBatches(inputs, targets, batch_size=4, shuffle=True, seed=5, steps_per_batch=3)
-    single = ResidentBatches(inputs, targets, batch_size=4, shuffle=True, seed=5)
-    assert torch.equal(torch.cat([y for _, y in fresh]), torch.cat([y for _, y in single])), "same order"
-    dropped = ResidentBatches(inputs, targets, batch_size=4, drop_last=True, steps_per_batch=4)
-    assert [len(y) for _, y in dropped] == [16, 4]
+def test_eval_batches_use_the_eval_batch_size_and_cover_the_split(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "data" / "MNIST" / "raw", n_train=120, n_test=25)
+    dm = make_datamodule(tmp_path / "data", tmp_path, val_size=20, batch_size=8, eval_batch_size=10)
+    dm.setup()
+    assert [len(y) for _, y in dm.train_dataloader()] == [8] * 12 + [4]
+    assert [len(y) for _, y in dm.val_dataloader()] == [10, 10]
+    assert [len(y) for _, y in dm.test_dataloader()] == [10, 10, 5]
 
 
 def test_overfit_batches_switch_shuffling_off(tmp_path: Path) -> None:

@@ -14,13 +14,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import FAST_RUN, REPO_ROOT
 
-# Three epochs of 16 optimizer steps, 2 steps per Lightning batch: 8 batches per epoch, so a signal at
-# batch 3 of epoch 1 lands mid-epoch, after the first end-of-epoch checkpoint.
+# Three epochs of 16 batches (500 images in batches of 32), one optimizer step each: a signal at batch 3
+# of epoch 1 lands mid-epoch, after the first end-of-epoch checkpoint.
 STEPS_PER_EPOCH = 16
 RUN = [
     *[o for o in FAST_RUN if not o.startswith(("trainer.max_epochs", "trainer.limit_train_batches"))],
     "trainer.max_epochs=3",
-    "data.steps_per_batch=2",
     "run_name=interrupted",
 ]
 
@@ -55,11 +54,14 @@ def test_interrupted_run_resumes_in_place(run_train, cli, mnist_dir: Path, tmp_p
         assert record["status"] == "running" and [h["epoch"] for h in record["history"]] == [0]
         assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == STEPS_PER_EPOCH
     else:  # stopped cleanly: a checkpoint at the batch it stopped at, and the command to continue
+        # The fault callback signals at the end of batch 3, after the run's own check for that batch (the
+        # run's callbacks come first): the next batch finishes, then the run stops after 5 steps of epoch 1.
         assert killed.returncode == 128 + 15, killed.stderr[-2000:]
-        assert killed.stderr.strip().splitlines()[-1].startswith(f"interrupted: SIGTERM at step {STEPS_PER_EPOCH + 8}")
+        assert killed.stderr.strip().splitlines()[-1].startswith(f"interrupted: SIGTERM at step {STEPS_PER_EPOCH + 5}")
         assert f"resume={run_dir}" in killed.stderr
         assert record["status"] == "interrupted"
-        assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 24
+        last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+        assert last["global_step"] == STEPS_PER_EPOCH + 5
     # The best val accuracy so far travels in the checkpoint, so "best" keeps its meaning across the resume.
     saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert float(saved["val_acc_best.max_value"]) == pytest.approx(record["history"][0]["val/acc_best"])
@@ -108,8 +110,8 @@ def test_nan_loss_stops_with_step_epoch_lr_and_keeps_last_good_checkpoint(cli, m
     result = cli(f"paths.data_dir={mnist_dir}", *RUN, *poison, "+callbacks.poison.batch=2", "logger=none")
     assert result.code == 1
     (line,) = result.error_lines
-    # Epoch 1 batch 2 is optimizer steps 20-21; the check runs at the end of that batch.
-    assert line.startswith("error: training diverged: train/loss=nan by step 22 (epoch 1, lr ")
+    # Epoch 1 batch 2 is optimizer step 18 (0-based): its loss is checked as soon as it is taken.
+    assert line.startswith("error: training diverged: train/loss=nan by step 19 (epoch 1, lr ")
     (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
     assert f"last good checkpoint: {run_dir / 'checkpoints' / 'last.ckpt'}" in line
     record = json.loads((run_dir / "run.json").read_text())

@@ -10,7 +10,6 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.callbacks import LearningRateMonitor as LightningLearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 
@@ -56,24 +55,6 @@ class TestFigures(Callback):
                     logger.experiment.add_image(tag, image, global_step=trainer.global_step, dataformats="HWC")
 
 
-class LearningRateMonitor(LightningLearningRateMonitor):
-    """Lightning's monitor, plotted against optimizer steps (trainer.global_step) rather than Lightning's
-    batch count, so it lines up with train/loss when a batch holds several steps (data.steps_per_batch)."""
-
-    def on_train_batch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
-        if self.logging_interval != "epoch" and trainer._logger_connector.should_update_logs:
-            self._log(trainer, "step" if self.logging_interval is None else "any")
-
-    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
-        if self.logging_interval != "step":
-            self._log(trainer, "epoch" if self.logging_interval is None else "any")
-
-    def _log(self, trainer: L.Trainer, interval: str) -> None:
-        stats = self._extract_stats(trainer, interval)
-        for logger in trainer.loggers if stats else []:
-            logger.log_metrics(stats, step=trainer.global_step)
-
-
 class RunRecord(Callback):
     """Keeps `run.json` in the run directory up to date: status, per-epoch metrics, timing, throughput.
 
@@ -93,6 +74,8 @@ class RunRecord(Callback):
         self._pending: dict[str, Any] | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Also the epoch start of a run resumed mid-epoch, for which Lightning skips on_train_epoch_start.
+        self._epoch_start = self._last_batch_end = time.perf_counter()
         self.save(trainer)  # from here on the run directory holds a started run (kept, even if it fails)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -121,12 +104,14 @@ class RunRecord(Callback):
 
     def _flush_epoch(self, trainer: L.Trainer) -> None:
         """Write the finished epoch's row. Deferred to here because the LightningModule's own
-        on_train_epoch_end (which logs train/acc) runs after the callbacks' one."""
+        on_train_epoch_end (which logs train/acc) runs after the callbacks' one; `epoch_seconds` is the
+        whole epoch: training, validation, checkpoints and logging."""
         if self._pending is None:
             return
         metrics = trainer.callback_metrics
         logged = {k: finite_or_none(v) for k, v in metrics.items() if k.startswith(("train/", "val/"))}
-        row = {**self._pending, **logged}
+        epoch_seconds = round(time.perf_counter() - self._epoch_start, 4)
+        row = {**self._pending, "epoch_seconds": epoch_seconds, "global_step": trainer.global_step, **logged}
         self._pending = None
         history = [h for h in self.record["history"] if h["epoch"] != row["epoch"]]
         self.record["history"] = [*history, row]
@@ -140,3 +125,49 @@ class RunRecord(Callback):
     def save(self, trainer: L.Trainer | None = None) -> None:
         if trainer is None or trainer.is_global_zero:
             write_json_atomic(self.path, self.record)
+
+
+class RunLifecycle(Callback):
+    """The callbacks every run has (epoch marks, run record, NaN guard, clean stop), called as one.
+
+    Lightning calls every hook of every callback on every step, at a fixed cost per callback: one
+    callback instead of four keeps that cost off the training step. The parts stay ordinary callbacks,
+    called in the order given.
+    """
+
+    def __init__(self, *parts: Callback) -> None:
+        self.parts = parts
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for part in self.parts:
+            part.on_train_start(trainer, pl_module)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for part in self.parts:
+            part.on_train_epoch_start(trainer, pl_module)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        for part in self.parts:
+            part.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for part in self.parts:
+            part.on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for part in self.parts:
+            part.on_validation_start(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        for part in self.parts:
+            part.on_save_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for part in self.parts:
+            part.on_train_end(trainer, pl_module)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        for part in self.parts:
+            part.on_exception(trainer, pl_module, exception)

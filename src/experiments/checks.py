@@ -65,8 +65,14 @@ def check_model(cfg: DictConfig) -> None:
 
 def check_trainer(cfg: DictConfig) -> None:
     trainer = cfg.trainer
-    if not trainer.get("fast_dev_run") and _integer(cfg, "trainer.max_epochs") < 1:
-        raise ConfigError(f"trainer.max_epochs={trainer.max_epochs} must be >= 1")
+    max_epochs = _integer(cfg, "trainer.max_epochs")
+    if max_epochs == 0 or max_epochs < -1:
+        raise ConfigError(f"trainer.max_epochs={max_epochs} must be >= 1, or -1 for no epoch limit")
+    max_steps = trainer.get("max_steps", -1)
+    if max_epochs == -1 and (max_steps is None or max_steps < 0) and not trainer.get("max_time"):
+        raise ConfigError(
+            "trainer.max_epochs=-1 trains forever without trainer.max_steps or trainer.max_time; set one of them"
+        )
     devices = trainer.get("devices")
     count = len(devices) if OmegaConf.is_list(devices) else devices if isinstance(devices, int) else None
     if count is not None and count > 1 and str(trainer.get("strategy")) in _SINGLE_DEVICE_STRATEGIES:

@@ -28,10 +28,6 @@ class ResidentBatches:
     Each epoch draws a permutation from `seed + epoch` (so shuffling is reproducible and a resumed run
     sees the same order), keeps this rank's shard of it and yields `(inputs[idx], targets[idx])`.
     Every rank gets the same number of batches, which DDP needs to avoid hanging on the last step.
-
-    With `steps_per_batch=K` each yielded batch holds K consecutive mini-batches of `batch_size`
-    (fewer in the last one): the LightningModule takes one optimizer step per mini-batch, so Lightning's
-    fixed per-batch cost (~0.3 ms of Python) is paid once per K steps. `len()` counts yielded batches.
     """
 
     def __init__(
@@ -45,21 +41,19 @@ class ResidentBatches:
         epoch: Callable[[], int] | None = None,
         rank: int = 0,
         world_size: int = 1,
-        steps_per_batch: int = 1,
     ) -> None:
         self.inputs, self.targets = inputs, targets
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.steps_per_batch = steps_per_batch
         self._epoch = epoch
         self._iterations = 0  # epoch counter when no epoch source is given
         # Shards are truncated to equal length: at most world_size - 1 samples are skipped per epoch.
         self.shard_size = len(inputs) // world_size if world_size > 1 else len(inputs)
         whole, rest = divmod(self.shard_size, batch_size)
-        self.num_steps = whole + (1 if rest and not drop_last else 0)  # mini-batches per epoch
+        self.num_batches = whole + (1 if rest and not drop_last else 0)
 
     def __len__(self) -> int:
-        return -(-self.num_steps // self.steps_per_batch)
+        return self.num_batches
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch = self._epoch() if self._epoch is not None else self._iterations
@@ -72,10 +66,9 @@ class ResidentBatches:
             order = torch.arange(len(self.inputs), device=device)
         if self.world_size > 1:
             order = order[self.rank :: self.world_size][: self.shard_size]
-        samples = min(self.num_steps * self.batch_size, self.shard_size)
-        stride = self.steps_per_batch * self.batch_size
-        for start in range(0, samples, stride):
-            index = order[start : min(start + stride, samples)]
+        samples = min(self.num_batches * self.batch_size, self.shard_size)
+        for start in range(0, samples, self.batch_size):
+            index = order[start : min(start + self.batch_size, samples)]
             yield self.inputs[index], self.targets[index]
 
 
@@ -87,6 +80,7 @@ class MNISTDataModule(L.LightningDataModule):
         dataset: str = "mnist",
         data_dir: str = "data",
         batch_size: int = 64,
+        eval_batch_size: int = 1000,
         val_size: int = 5000,
         normalize: bool = True,
         mean: float = 0.1307,
@@ -94,7 +88,6 @@ class MNISTDataModule(L.LightningDataModule):
         seed: int = 42,
         loader: str = "resident",
         drop_last: bool = False,
-        steps_per_batch: int = 1,
         num_workers: int = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
@@ -108,12 +101,12 @@ class MNISTDataModule(L.LightningDataModule):
         self.data_dir, self.cache_dir = Path(data_dir), Path(cache_dir)
         self.search_dirs = [Path(d) for d in search_dirs]
         self.batch_size, self.val_size, self.seed = batch_size, val_size, seed
+        if eval_batch_size < 1:
+            raise ConfigError(f"data.eval_batch_size={eval_batch_size} must be >= 1")
+        # Validation and test only: no gradients, so a larger batch changes no result and costs fewer calls.
+        self.eval_batch_size = eval_batch_size
         self.mean, self.std = (mean, std) if normalize else (0.0, 1.0)
         self.loader, self.drop_last = loader, drop_last
-        if steps_per_batch < 1:
-            raise ConfigError(f"data.steps_per_batch={steps_per_batch} must be >= 1")
-        # Only the resident training loader groups mini-batches; the DataLoader path yields one at a time.
-        self.steps_per_batch = steps_per_batch if loader == "resident" else 1
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.root: Path | None = None
@@ -176,14 +169,13 @@ class MNISTDataModule(L.LightningDataModule):
         return ResidentBatches(
             inputs,
             targets,
-            self.batch_size,
+            self.batch_size if split == "train" else self.eval_batch_size,
             shuffle=shuffle,
             drop_last=self.drop_last and shuffle,
             seed=self.seed,
             epoch=(lambda: trainer.current_epoch) if trainer is not None else None,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
-            steps_per_batch=self.steps_per_batch if split == "train" else 1,
         )
 
     def _dataloader(self, split: str, shuffle: bool) -> DataLoader:
@@ -194,7 +186,7 @@ class MNISTDataModule(L.LightningDataModule):
         subset = Subset(dataset, self.indices[split].tolist()) if split != "test" else dataset
         return DataLoader(
             subset,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             shuffle=shuffle,
             drop_last=self.drop_last and shuffle,
             num_workers=self.num_workers,

@@ -25,6 +25,9 @@ from hydra.utils import get_original_cwd, to_absolute_path
 from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.strategies.launchers import subprocess_script as trainer_launcher
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.errors import ConfigError
 
 _LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
@@ -54,12 +57,36 @@ def job_subprocess_command(local_rank: int) -> tuple[Sequence[str], str]:
     return command, get_original_cwd()
 
 
-@contextmanager
-def job_scope() -> Iterator[None]:
-    """Around one Hydra job: its DDP children run this job only, and nothing of them outlives it."""
+def patch_lightning_launcher() -> None:
+    """Make Lightning's script launcher start this job's command (`job_subprocess_command`).
+
+    The one private Lightning name this project touches: Lightning builds the children's command in
+    `_hydra_subprocess_cmd` from the whole `sys.argv`, which re-runs a whole multirun in every child and
+    has no public hook. Upstream: Lightning-AI/pytorch-lightning#18175 (Hydra + DDP multirun, open) and
+    facebookresearch/hydra#2070. If Lightning renames it, this fails loudly instead of silently
+    starting whole sweeps in every child.
+    """
+    import lightning
+
     for module in (fabric_launcher, trainer_launcher):  # the Trainer's launcher imports Fabric's function
-        if hasattr(module, "_hydra_subprocess_cmd"):
-            module._hydra_subprocess_cmd = job_subprocess_command
+        if not callable(getattr(module, "_hydra_subprocess_cmd", None)):
+            raise ConfigError(
+                f"trainer.strategy=ddp under Hydra: Lightning {lightning.__version__} has no "
+                f"{module.__name__}._hydra_subprocess_cmd, which this project replaces to start DDP ranks for "
+                "one job; use the Lightning version pinned in pyproject.toml, or trainer.devices=1"
+            )
+        module._hydra_subprocess_cmd = job_subprocess_command
+
+
+def uses_ddp(cfg: DictConfig) -> bool:
+    return "ddp" in str(OmegaConf.select(cfg, "trainer.strategy", default="")).lower()
+
+
+@contextmanager
+def job_scope(cfg: DictConfig) -> Iterator[None]:
+    """Around one Hydra job: its DDP children run this job only, and nothing of them outlives it."""
+    if uses_ddp(cfg):
+        patch_lightning_launcher()
     saved = {key: os.environ.get(key) for key in _LAUNCHER_ENV}
     try:
         yield

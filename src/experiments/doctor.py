@@ -21,10 +21,21 @@ EXTRA_SEARCH_DIRS = {"mnist": [], "fashion_mnist": ["/usr/share/datasets/fashion
 
 
 def auto_accelerator() -> str:
-    """What Lightning resolves `accelerator="auto"` to on this machine: its own choice, not a guess."""
-    from lightning.pytorch.trainer.connectors.accelerator_connector import _AcceleratorConnector
+    """What Lightning resolves `accelerator="auto"` to on this machine: its own choice, not a guess, read
+    from a Trainer built the way `trainer.accelerator=auto` builds one."""
+    import logging
 
-    return str(_AcceleratorConnector._choose_auto_accelerator())
+    import lightning as L
+
+    quiet = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # the Trainer announces the devices it sees; doctor prints its own lines
+    try:
+        trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False)
+    finally:
+        quiet.setLevel(level)
+    name = type(trainer.accelerator).__name__  # CPUAccelerator, CUDAAccelerator, MPSAccelerator, XLAAccelerator
+    return name.removesuffix("Accelerator").lower()
 
 
 def report(data_dir: str) -> list[str]:

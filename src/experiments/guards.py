@@ -28,6 +28,12 @@ def _learning_rate(trainer: L.Trainer) -> str:
     return f"{optimizers[0].param_groups[0]['lr']:.4g}" if optimizers else "?"
 
 
+def _describe(value: float | None) -> str:
+    if value is None:  # read from a flag on the device: only known to be NaN or infinite
+        return "nan/inf"
+    return "nan" if math.isnan(value) else str(value)
+
+
 class GracefulStop(Callback):
     """Ctrl-C or SIGTERM: finish the batch in progress, save `checkpoints/last.ckpt`, stop the run.
 
@@ -56,13 +62,6 @@ class GracefulStop(Callback):
         # collective, so there Lightning's own SIGTERM handling (stop; resume from the last epoch) stays.
         if threading.current_thread() is threading.main_thread() and trainer.world_size == 1:
             self._previous = {s: signal.signal(s, self._handle) for s in _STOP_SIGNALS}
-        if trainer.fit_loop.restarted_mid_epoch:
-            # Lightning skips on_train_epoch_start when it resumes a checkpoint saved mid-epoch (ours, on a
-            # signal), but the module and the run record set up their per-epoch counters there.
-            pl_module.on_train_epoch_start()
-            for callback in trainer.callbacks:
-                if callback is not self:
-                    callback.on_train_epoch_start(trainer, pl_module)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -71,6 +70,14 @@ class GracefulStop(Callback):
             return
         name = signal.Signals(self.received).name
         path = Path(trainer.default_root_dir) / self.checkpoint
+        # Lightning resumes exactly from a checkpoint written here (train batch end), but would write this
+        # batch's step metrics to the loggers only after the hook: write train/loss now, or the resumed run
+        # (which starts at the next step) leaves a hole in the curve.
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        every = trainer.log_every_n_steps
+        if isinstance(loss, torch.Tensor) and every > 0 and trainer.global_step % every == 0:
+            for logger in trainer.loggers:
+                logger.log_metrics({"train/loss": float(loss)}, step=trainer.global_step - 1)
         trainer.save_checkpoint(path, weights_only=False)
         raise RunInterrupted(
             f"{name} at step {trainer.global_step} (epoch {trainer.current_epoch}); saved {path}",
@@ -87,22 +94,53 @@ class GracefulStop(Callback):
 class DivergenceGuard(Callback):
     """Stop the run when the training loss becomes NaN or infinite.
 
-    Checked once per Lightning batch (one host sync per `data.steps_per_batch` optimizer steps): the
-    exception stops training before the next end-of-epoch checkpoint, so `last.ckpt` and the best
-    checkpoint keep the last good weights.
+    Every step's loss is checked. On the CPU the check reads the value at once (reading a CPU tensor costs
+    no device sync). On an accelerator that read would stall the device queue every step, so each step
+    only folds its loss into a flag on the device, and the flag is read every `log_every_n_steps` steps,
+    when Lightning reads the logged metrics anyway, and before any checkpoint is written or validation
+    starts: a checkpoint never holds diverged weights, and `last.ckpt` keeps the last good epoch.
     """
+
+    def __init__(self) -> None:
+        self._nonfinite: torch.Tensor | None = None  # accelerators: any non-finite loss since the last read
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if not isinstance(loss, torch.Tensor) or bool(torch.isfinite(loss).all()):
+        if not isinstance(loss, torch.Tensor):
             return
-        value = float(loss.detach().float().reshape(-1)[0])
+        loss = loss.detach()
+        if loss.device.type == "cpu":
+            value = loss.item()
+            if not math.isfinite(value):
+                self._stop(trainer, value)
+            return
+        bad = ~torch.isfinite(loss)
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+        every = trainer.log_every_n_steps
+        if every > 0 and trainer.global_step % every == 0:
+            self._read(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._read(trainer)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self._read(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._read(trainer)
+
+    def _read(self, trainer: L.Trainer) -> None:
+        flag, self._nonfinite = self._nonfinite, None
+        if flag is not None and bool(flag):
+            self._stop(trainer, None)
+
+    def _stop(self, trainer: L.Trainer, value: float | None) -> None:
         kept = trainer.checkpoint_callback
         last = getattr(kept, "last_model_path", "") or "none saved yet"
         raise TrainingDiverged(
-            f"training diverged: train/loss={'nan' if math.isnan(value) else value} by step {trainer.global_step} "
+            f"training diverged: train/loss={_describe(value)} by step {trainer.global_step} "
             f"(epoch {trainer.current_epoch}, lr {_learning_rate(trainer)}); last good checkpoint: {last}. "
             "Lower model.optimizer.lr or raise data.batch_size"
         )

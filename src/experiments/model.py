@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.plugins.precision import Precision
-from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from experiments.errors import ConfigError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -63,23 +64,6 @@ def describe_factory(factory: Callable[..., Any] | None) -> dict[str, Any] | Non
     return {"name": getattr(factory, "__qualname__", repr(factory))}
 
 
-def backward_hooks_are_idle(trainer: L.Trainer) -> bool:
-    """True when Lightning's manual_backward would only call loss.backward().
-
-    manual_backward routes each backward through the strategy, the precision plugin and four hook
-    dispatches: ~80 us per step here, 10 % of a step of this MLP on a CPU. They matter for DDP (the reducer
-    is prepared per backward), for loss scaling (16-bit precision) and for anyone listening to the
-    backward hooks; with one process, plain fp32 and no listener they do nothing.
-    """
-    listeners = [*trainer.callbacks, trainer.lightning_module]
-    hooks = ("on_before_backward", "on_after_backward", "backward")
-    return (
-        trainer.world_size == 1
-        and type(trainer.precision_plugin) is Precision
-        and not any(is_overridden(hook, listener) for listener in listeners for hook in hooks)
-    )
-
-
 class MNISTClassifier(L.LightningModule):
     """Trains an MLP with cross-entropy on logits; softmax only where probabilities are wanted."""
 
@@ -95,10 +79,6 @@ class MNISTClassifier(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        # Manual optimization: training_step takes one optimizer step per mini-batch, and a batch may hold
-        # several (data.steps_per_batch). It also skips Lightning's closure machinery, which cost ~15 % of a
-        # step of this small MLP on a CPU.
-        self.automatic_optimization = False
         # Only plain values go into the checkpoint (loadable with torch.load(weights_only=True)):
         # the optimizer/scheduler partials are stored as descriptions, not as pickled objects.
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
@@ -120,80 +100,47 @@ class MNISTClassifier(L.LightningModule):
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # saved in checkpoints: a resumed run keeps its best score
         self.test_confusion = MulticlassConfusionMatrix(**metric_args)
-        self._direct_backward = False  # decided in on_train_start
+        # Train accuracy of the predictions made while training, counted on the device: no host sync, and
+        # far cheaper per step than a torchmetrics update. Not saved: a run resumed mid-epoch counts the
+        # rest of that epoch.
+        # In-place updates (add_) also skip nn.Module's attribute bookkeeping on every step.
+        self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
+        self.register_buffer("train_seen", torch.zeros((), dtype=torch.long), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        optimizer = self.optimizers()
-        scheduler = self.lr_schedulers() if self.scheduler_factory is not None else None
-        size = self._micro_batch_size(len(y))
-        first_step = self.global_step  # 0-based index of the first optimizer step in this batch
-        max_steps = self.trainer.max_steps
-        all_logits = []
-        # One optimizer step per mini-batch. A batch holds several of them when the resident loader groups
-        # them (data.steps_per_batch), so Lightning's per-batch overhead is paid once per group.
-        for offset, (inputs, targets) in enumerate(zip(x.split(size), y.split(size), strict=True)):
-            step = first_step + offset
-            if 0 < max_steps <= step:
-                y = y[: offset * size]
-                break
-            logits = self(inputs)
-            loss = F.cross_entropy(logits, targets)
-            optimizer.zero_grad(set_to_none=True)
-            if self._direct_backward:
-                loss.backward()
-            else:
-                self.manual_backward(loss)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            all_logits.append(logits.detach())
-            if self._is_logging_step(step):
-                self._log_to_loggers({"train/loss": loss.detach()}, step)
-        # Train accuracy of the predictions made while training, counted once per batch on the device:
-        # no host sync, and far cheaper than a per-step torchmetrics update. val/test use torchmetrics.
-        if not all_logits:
-            return None
-        self.train_correct += (torch.cat(all_logits).argmax(dim=-1) == y).sum()
-        self.train_seen += len(y)
-        self.log("train/loss", loss.detach(), logger=False)  # latest value, for callbacks and the run record
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_correct.add_((logits.detach().argmax(dim=-1) == y).sum())
+        self.train_seen.add_(len(y))
+        if self._is_logging_step():
+            self.log("train/loss", loss.detach(), on_step=True, on_epoch=False)
         return loss
 
-    def _micro_batch_size(self, batch_length: int) -> int:
-        datamodule = self.trainer.datamodule
-        return getattr(datamodule, "batch_size", None) or batch_length
-
-    def _is_logging_step(self, step: int) -> bool:
+    def _is_logging_step(self) -> bool:
+        """Whether Lightning writes step metrics to the loggers after this batch (every
+        `trainer.log_every_n_steps` optimizer steps): calling self.log on the other steps costs Python time
+        for a value nobody reads."""
         every = self.trainer.log_every_n_steps
-        return every > 0 and ((step + 1) % every == 0 or bool(self.trainer.fast_dev_run))
-
-    def _log_to_loggers(self, metrics: dict[str, torch.Tensor], step: int) -> None:
-        """Write straight to the loggers at an optimizer step: self.log would place per-step values at
-        Lightning's batch count, which is coarser when batches hold several steps. The float() is the
-        only host sync, once every log_every_n_steps, as Lightning's own step logging does."""
-        values = {name: float(value) for name, value in metrics.items()}
-        for logger in self.loggers:
-            logger.log_metrics(values, step=step)
-
-    def _log_x_axis(self) -> None:
-        # Lightning uses a logged "step" value as the x-axis of the metrics logged with it: epoch-level
-        # metrics then line up with train/loss on the optimizer-step axis.
-        self.log("step", float(self.global_step), sync_dist=False)
+        return bool(self.trainer.fast_dev_run) or (every > 0 and (self.trainer.global_step + 1) % every == 0)
 
     def on_train_epoch_start(self) -> None:
-        self.train_correct = torch.zeros((), dtype=torch.long, device=self.device)
-        self.train_seen = 0
+        self.train_correct.zero_()
+        self.train_seen.zero_()
 
     def on_train_epoch_end(self) -> None:
-        accuracy = self.train_correct.float() / max(self.train_seen, 1)
+        accuracy = self.train_correct.float() / self.train_seen.clamp(min=1)
         self.log("train/acc", accuracy, sync_dist=self.trainer.world_size > 1)
         self._log_x_axis()
 
-    def on_train_start(self) -> None:
-        self._direct_backward = backward_hooks_are_idle(self.trainer)
+    def _log_x_axis(self) -> None:
+        # Lightning plots metrics logged with a "step" value at that step. Validation runs before Lightning
+        # counts the batch that triggered it, so without this its points would sit one step early;
+        # with it, every epoch-level point sits at the number of optimizer steps taken.
+        self.log("step", float(self.global_step))
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -236,15 +183,23 @@ class MNISTClassifier(L.LightningModule):
             return optimizer
         parameters = inspect.signature(self.scheduler_factory).parameters
         length = {k: self._total_optimizer_steps() for k in _TOTAL_STEPS_ARGUMENTS if k in parameters}
-        scheduler = self.scheduler_factory(optimizer, **length)
-        # Stepped by training_step after every optimizer step (manual optimization).
+        try:
+            scheduler = self.scheduler_factory(optimizer, **length)
+        except (ValueError, ZeroDivisionError) as exc:  # e.g. OneCycleLR over too few steps for its phases
+            where = ", ".join(f"{k}={v}" for k, v in length.items()) or "this run"
+            name = self.hparams["scheduler"]["name"]
+            raise ConfigError(
+                f"model.scheduler: {name} cannot schedule {where} ({exc or type(exc).__name__}); "
+                "train for more steps, change model.scheduler, or use model/scheduler=none"
+            ) from exc
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def _total_optimizer_steps(self) -> int:
-        trainer = self.trainer
-        if trainer.max_steps > 0:
-            return trainer.max_steps  # already counted in optimizer steps; training_step stops there
-        # Lightning counts its batches; each holds up to steps_per_batch optimizer steps. The product
-        # over-counts only the short last batch of an epoch (the LR ends a hair above its floor), while an
-        # under-count would make OneCycleLR raise.
-        return trainer.estimated_stepping_batches * getattr(trainer.datamodule, "steps_per_batch", 1)
+        # Lightning's own count: max_steps, max_epochs, limit_train_batches and accumulate_grad_batches.
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ConfigError(
+                "the learning-rate schedule needs a finite run: set trainer.max_epochs or trainer.max_steps, "
+                "or use model/scheduler=none"
+            )
+        return max(int(total), 1)

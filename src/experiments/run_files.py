@@ -49,7 +49,7 @@ class RunFiles:
         """The run's MNISTDataModule (same dataset, normalisation and validation split)."""
         from experiments.data import MNISTDataModule
 
-        settings = {**self.data, "loader": "resident", "steps_per_batch": 1}
+        settings = {**self.data, "loader": "resident"}
         if data_dir is not None:
             settings["data_dir"] = str(data_dir)
         known = MNISTDataModule.__init__.__code__.co_varnames

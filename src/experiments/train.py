@@ -22,12 +22,13 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import checkpoints, ddp, parallel, resolvers, resume, tb_events
-from experiments.callbacks import RunRecord
+from experiments.callbacks import RunLifecycle, RunRecord
 from experiments.checks import check_config
 from experiments.errors import CheckpointError, ConfigError, DataError, ExperimentError, RunInterrupted
 from experiments.guards import DivergenceGuard, GracefulStop
@@ -40,6 +41,14 @@ log = logging.getLogger(__name__)
 resolvers.register()
 
 
+def rejected(node: DictConfig, key: str, exc: BaseException) -> ConfigError:
+    """A library's refusal as one line, led by the config keys its message names (`trainer.precision=...`)."""
+    reason = " ".join(str(exc).split())
+    named = [name for name in node if not str(name).startswith("_") and str(name) in reason]
+    where = ", ".join(f"{key}.{name}={node[name]}" for name in named) or key
+    return ConfigError(f"{where}: {reason}")
+
+
 def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
     """hydra.utils.instantiate, with our own errors unwrapped and library errors named by config key."""
     try:
@@ -48,8 +57,7 @@ def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
         cause = exc.__cause__
         if isinstance(cause, ExperimentError):
             raise cause from None
-        detail = " ".join(str(cause or exc).split())
-        raise ConfigError(f"{key}: {detail}") from exc
+        raise rejected(node, key, cause or exc) from exc
 
 
 def build_callbacks(cfg: DictConfig, with_loggers: bool = True) -> list[Callback]:
@@ -118,13 +126,14 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     start_checkpoint = checkpoints.verify_start(cfg.get("ckpt_path"), model) if cfg.train else None
     record = RunRecord(output_dir / "run.json", run_info(cfg, overrides))
     loggers = build_loggers(cfg)
-    # Always on, whatever the callbacks group: a clean stop on Ctrl-C/SIGTERM and on a NaN/inf loss, and
-    # epoch-start marks (first, before anything logs at epoch start) so a resumed run never logs a step twice.
-    safety = [GracefulStop(), DivergenceGuard()]
+    # Always on, whatever the callbacks group, and first: epoch-start marks (before anything logs at epoch
+    # start) so a resumed run never logs a step twice, a stop on a NaN/inf loss before anything else sees
+    # the batch, the run record, and a clean stop on Ctrl-C/SIGTERM.
+    lifecycle = RunLifecycle(tb_events.EpochStarts(output_dir), DivergenceGuard(), record, GracefulStop())
     trainer: L.Trainer = build(
         cfg.trainer,
         "trainer",
-        callbacks=[tb_events.EpochStarts(output_dir), *build_callbacks(cfg, bool(loggers)), record, *safety],
+        callbacks=[lifecycle, *build_callbacks(cfg, bool(loggers))],
         logger=loggers or False,
     )
     if ddp.is_global_zero():  # DDP child ranks share rank 0's directory and never write into it
@@ -135,7 +144,14 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
 
     started = time.perf_counter()
     if cfg.train:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=start_checkpoint, weights_only=True)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=start_checkpoint, weights_only=True)
+        except (MisconfigurationException, ValueError) as exc:
+            # Lightning checks some Trainer values against the data only when fit starts
+            # (val_check_interval larger than an epoch, ...): before the first step that is a config mistake.
+            if record.path.is_file() or not any(str(k) in str(exc) for k in cfg.trainer):
+                raise
+            raise rejected(cfg.trainer, "trainer", exc) from exc
     metrics: dict[str, float | None] = {
         "val/acc_best": _scalar(trainer.callback_metrics, "val/acc_best"),
         "val/acc": _scalar(trainer.callback_metrics, "val/acc"),
@@ -151,7 +167,13 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(hparams_for_logging(cfg), metrics=hp_metrics)
-    record.finish("completed", trainer, metrics=metrics, wall_seconds=round(time.perf_counter() - started, 3))
+    record.finish(
+        "completed",
+        trainer,
+        metrics=metrics,
+        global_step=trainer.global_step,
+        wall_seconds=round(time.perf_counter() - started, 3),
+    )
     return metrics
 
 
@@ -189,7 +211,7 @@ def run(cfg: DictConfig) -> float | None:
     record_path = output_dir / "run.json"
     resuming = bool(cfg.get("resume")) and resume.is_run_dir(output_dir)
     try:
-        with parallel.place_job(cfg), ddp.job_scope():
+        with parallel.place_job(cfg), ddp.job_scope(cfg):
             if cfg.get("resume"):
                 resumed = resume.prepare(cfg, output_dir, overrides)
                 cfg, overrides = resumed.cfg, resumed.overrides
