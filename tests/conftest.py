@@ -26,7 +26,7 @@ FAST_RUN = [
     "callbacks.progress_bar.refresh_rate=0",
     "data.batch_size=32",
     "data.val_size=100",
-    "callbacks.test_figures.num_samples=8",
+    "test_figures=8",
 ]
 
 

@@ -31,7 +31,7 @@ TINY = [
     "trainer.accelerator=cpu",
     "trainer.enable_model_summary=false",
     "callbacks.progress_bar.refresh_rate=0",
-    "callbacks.test_figures.num_samples=4",
+    "test_figures=4",
     "data.val_size=100",
 ]
 GRID = {"data.batch_size": [32, 64], "model.optimizer.lr": [0.05, 0.2]}

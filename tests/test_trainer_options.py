@@ -24,7 +24,7 @@ BASE = [
     "trainer.enable_model_summary=false",
     "trainer.log_every_n_steps=1",
     "callbacks.progress_bar.refresh_rate=0",
-    "~callbacks.test_figures",
+    "test_figures=0",
     "data.batch_size=32",
     "data.val_size=100",
     "data.eval_batch_size=20",  # 5 validation and 10 test batches

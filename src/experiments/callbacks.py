@@ -1,4 +1,4 @@
-"""Lightning callbacks of this project: end-of-test figures and a machine-readable run record."""
+"""End-of-test figures, and the callbacks every run has: the run record and its lifecycle."""
 
 from __future__ import annotations
 
@@ -17,42 +17,32 @@ from experiments import plots
 from experiments.records import finite_or_none, write_json_atomic
 
 
-class TestFigures(Callback):
-    """After testing: a grid of sample predictions and the confusion matrix, in TensorBoard and as PNGs."""
+def write_test_figures(trainer: L.Trainer, model: L.LightningModule, datamodule: Any, num_samples: int) -> None:
+    """After testing: the confusion matrix and a grid of sample predictions, in TensorBoard and as PNGs.
 
-    def __init__(self, num_samples: int = 32) -> None:
-        self.num_samples = num_samples
-        self._samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-
-    def on_test_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if batch_idx == 0 and isinstance(outputs, dict) and "logits" in outputs:
-            x, y = batch
-            n = self.num_samples
-            self._samples = (x[:n].cpu(), y[:n].cpu(), outputs["logits"][:n].float().softmax(-1).cpu())
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        confusion = pl_module.test_confusion.compute().cpu()  # every rank: compute() syncs under DDP
-        if not trainer.is_global_zero or trainer.sanity_checking or trainer.fast_dev_run:
-            return
-        classes = getattr(trainer.datamodule, "classes", None) or [str(i) for i in range(len(confusion))]
-        figures = {"test/confusion_matrix": plots.confusion_matrix_figure(confusion, classes)}
-        if self._samples is not None:
-            figures["test/predictions"] = plots.predictions_figure(*self._samples, classes)
-        out_dir = Path(trainer.default_root_dir)
-        for tag, figure in figures.items():
-            image = plots.render(figure)
-            Image.fromarray(image).save(out_dir / f"{tag.split('/')[-1]}.png")
-            for logger in trainer.loggers:
-                if isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_image(tag, image, global_step=trainer.global_step, dataformats="HWC")
+    A function called once after `trainer.test`, not a callback: Lightning calls every callback's hooks on
+    every training step, and these figures need nothing from those steps.
+    """
+    confusion = model.test_confusion.compute().cpu()  # every rank: compute() syncs under DDP
+    if not trainer.is_global_zero or trainer.fast_dev_run or num_samples <= 0:
+        return
+    classes = getattr(datamodule, "classes", None) or [str(i) for i in range(len(confusion))]
+    x, y = next(iter(datamodule.test_dataloader()))
+    x, y = x[:num_samples], y[:num_samples]
+    model.eval()
+    with torch.inference_mode():
+        probabilities = model(x.to(model.device)).float().softmax(-1).cpu()
+    figures = {
+        "test/confusion_matrix": plots.confusion_matrix_figure(confusion, classes),
+        "test/predictions": plots.predictions_figure(x.cpu(), y.cpu(), probabilities, classes),
+    }
+    out_dir = Path(trainer.default_root_dir)
+    for tag, figure in figures.items():
+        image = plots.render(figure)
+        Image.fromarray(image).save(out_dir / f"{tag.split('/')[-1]}.png")
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image(tag, image, global_step=trainer.global_step, dataformats="HWC")
 
 
 class RunRecord(Callback):

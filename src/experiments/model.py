@@ -163,7 +163,7 @@ class MNISTClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_x_axis()
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
         self.test_loss(F.cross_entropy(logits, y), weight=len(y))
@@ -171,7 +171,6 @@ class MNISTClassifier(L.LightningModule):
         self.test_confusion(logits, y)
         self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
         self.log("test/acc", self.test_acc, on_step=False, on_epoch=True)
-        return {"logits": logits}
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

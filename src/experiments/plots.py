@@ -1,6 +1,6 @@
 """Matplotlib figures for runs: sample test predictions and a confusion matrix.
 
-matplotlib is imported inside the functions: it costs ~0.5 s and only the end of a run needs it.
+matplotlib is imported inside the functions: it is slow to import and only the end of a run needs it.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def _grid(ax: Axes, cells: dict[tuple[int, float], JobResult]) -> None:
             values[sizes.index(size), lrs.index(lr)] = job.val_acc_best * 100
     finite = values[np.isfinite(values)]
     high = float(finite.max()) if finite.size else 100.0
-    # Diverged jobs (~10 %) would flatten every good cell into one colour: the scale spans the top
+    # Diverged jobs (chance level) would flatten every good cell into one colour: the scale spans the top
     # _COLOR_SPAN points and anything lower gets the darkest colour (the number is printed anyway).
     low = max(float(finite.min()) if finite.size else 0.0, high - _COLOR_SPAN)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
@@ -103,7 +103,7 @@ def heatmap_figure(jobs: list[JobResult]) -> Figure:
 
 def curves_figure(jobs: list[JobResult]) -> Figure:
     """Val accuracy per epoch, one line per job: all jobs on the left; on the right the top few points,
-    where the good configurations differ (diverged jobs sit near 10 % and squash them on the left)."""
+    where the good configurations differ (diverged jobs sit at chance level and squash them on the left)."""
     import matplotlib
     from matplotlib.ticker import MaxNLocator
 

@@ -28,7 +28,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import checkpoints, ddp, parallel, resolvers, resume, tb_events
-from experiments.callbacks import RunLifecycle, RunRecord
+from experiments.callbacks import RunLifecycle, RunRecord, write_test_figures
 from experiments.checks import check_config
 from experiments.errors import CheckpointError, ConfigError, DataError, ExperimentError, RunInterrupted
 from experiments.guards import DivergenceGuard, GracefulStop
@@ -42,11 +42,11 @@ resolvers.register()
 
 
 def rejected(node: DictConfig, key: str, exc: BaseException) -> ConfigError:
-    """A library's refusal as one line, led by the config keys its message names (`trainer.precision=...`)."""
+    """A library's refusal as one line, led by the config key its message names first (`trainer.precision=...`)."""
     reason = " ".join(str(exc).split())
-    named = [name for name in node if not str(name).startswith("_") and str(name) in reason]
-    where = ", ".join(f"{key}.{name}={node[name]}" for name in named) or key
-    return ConfigError(f"{where}: {reason}")
+    named = [str(name) for name in node if not str(name).startswith("_") and str(name) in reason]
+    first = min(named, key=reason.index, default=None)
+    return ConfigError(f"{key}.{first}={node[first]}: {reason}" if first else f"{key}: {reason}")
 
 
 def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
@@ -162,6 +162,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics["test/acc"] = _scalar(trainer.callback_metrics, "test/acc")
         metrics["test/loss"] = _scalar(trainer.callback_metrics, "test/loss")
+        write_test_figures(trainer, model, datamodule, int(cfg.test_figures))
 
     hp_metrics = {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items() if v is not None}
     for logger in trainer.loggers:
