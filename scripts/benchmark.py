@@ -46,9 +46,9 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
-from experiments.datafiles import dataset_class, load_split, prepare_root
-from experiments.model import MLP
-from experiments.synthetic import write_dataset
+from experiments.data.files import dataset_class, load_split, prepare_root
+from experiments.data.synthetic import write_dataset
+from experiments.models.mlp import MLP
 from experiments.train import CONFIG_DIR, train
 
 MEAN, STD, LR, VAL_SIZE, SEED = 0.1307, 0.3081, 0.1, 5000, 42
@@ -245,7 +245,7 @@ def bare_lightning_epoch(
     from lightning.pytorch.callbacks import TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from experiments.data import MNISTDataModule
+    from experiments.data.datamodule import MNISTDataModule
 
     cfg = project_config([f"data.batch_size={batch_size}"])
     datamodule = MNISTDataModule(data_dir=str(root), batch_size=batch_size, cache_dir=str(out / ".cache"))

@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from experiments.synthetic import write_dataset
+from experiments.data.synthetic import write_dataset
 from experiments.train import CONFIG_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

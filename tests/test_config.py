@@ -11,9 +11,9 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from experiments.data import MNISTDataModule
-from experiments.model import MNISTClassifier
-from experiments.resolvers import run_suffix, short_overrides
+from experiments.config.names import run_suffix, short_overrides
+from experiments.data.datamodule import MNISTDataModule
+from experiments.models.classifier import MNISTClassifier
 from experiments.train import CONFIG_DIR, build_callbacks, build_loggers
 from tests.conftest import compose_config
 

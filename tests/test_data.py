@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.data import MNISTDataModule, ResidentBatches
+from experiments.data.datamodule import MNISTDataModule, ResidentBatches
+from experiments.data.synthetic import FILES, write_dataset
 from experiments.errors import ConfigError, DataError
-from experiments.synthetic import FILES, write_dataset
 
 
 def make_datamodule(data_dir: Path, tmp_path: Path, **kwargs: object) -> MNISTDataModule:
@@ -34,7 +34,7 @@ def test_loads_gzip_and_raw_files(gz: bool, tmp_path: Path) -> None:
 def test_gzip_in_read_only_dir_is_extracted_to_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     raw = write_dataset(tmp_path / "data" / "MNIST" / "raw", n_train=150, n_test=20)
     # chmod does not stop root (CI), so declare the folder read-only the way the code asks about it.
-    monkeypatch.setattr("experiments.datafiles._writable", lambda directory: directory != raw)
+    monkeypatch.setattr("experiments.data.files._writable", lambda directory: directory != raw)
     dm = make_datamodule(tmp_path / "data", tmp_path, val_size=50)
     dm.setup()
     assert sorted(p.name for p in raw.iterdir()) == sorted(f"{n}.gz" for n in FILES.values())

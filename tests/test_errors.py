@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.synthetic import write_dataset
+from experiments.data.synthetic import write_dataset
 from tests.conftest import FAST_RUN
 
 BAD_VALUES = [
@@ -117,7 +117,7 @@ def test_truncated_or_corrupt_data_files(cli, damaged_data: Path, tmp_path: Path
 @pytest.fixture
 def tiny_checkpoint(tmp_path: Path) -> Path:
     """A weights-only checkpoint of a 784-16-10 MLP (what evaluate/predict and the mismatch check read)."""
-    from experiments.model import MNISTClassifier
+    from experiments.models.classifier import MNISTClassifier
 
     model = MNISTClassifier(hidden_sizes=[16])
     path = tmp_path / "tiny.ckpt"
@@ -175,7 +175,7 @@ def run_tool(module: str, args: list[str], capsys: pytest.CaptureFixture[str]) -
     from importlib import import_module
 
     with pytest.raises(SystemExit) as stopped:
-        import_module(f"experiments.{module}").main(args)
+        import_module(f"experiments.commands.{module}").main(args)
     captured = capsys.readouterr()
     return int(stopped.value.code or 0), captured.out, captured.err
 

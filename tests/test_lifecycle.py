@@ -151,7 +151,7 @@ def run_tool(module: str, args: list[str], capsys: pytest.CaptureFixture[str]) -
     from importlib import import_module
 
     with pytest.raises(SystemExit) as stopped:
-        import_module(f"experiments.{module}").main(args)
+        import_module(f"experiments.commands.{module}").main(args)
     captured = capsys.readouterr()
     assert stopped.value.code == 0, captured.err
     return captured.out
@@ -173,8 +173,8 @@ def test_evaluate_reproduces_the_runs_test_metrics(finished_run: Path, tmp_path:
 def test_predict_reads_images_of_any_polarity_and_writes_csv(
     finished_run: Path, mnist_dir: Path, tmp_path: Path, capsys
 ) -> None:
-    from experiments.checkpoints import find_checkpoint, model_from_checkpoint
-    from experiments.data import MNISTDataModule
+    from experiments.data.datamodule import MNISTDataModule
+    from experiments.runs.checkpoints import find_checkpoint, model_from_checkpoint
 
     data = MNISTDataModule(data_dir=str(mnist_dir), val_size=100)
     data.setup()
@@ -201,7 +201,7 @@ def test_predict_reads_images_of_any_polarity_and_writes_csv(
 
 def test_large_photo_style_image_becomes_an_mnist_digit(tmp_path: Path) -> None:
     """Any size, dark ink on light paper -> 28x28, light on dark, digit in a 20x20 box, centred by mass."""
-    from experiments.predict import load_image
+    from experiments.commands.predict import load_image
 
     canvas = np.full((300, 200, 3), 235, dtype=np.uint8)
     canvas[40:260, 120:150] = 20  # a tall dark stroke right of centre: a "1"
@@ -218,7 +218,7 @@ def test_large_photo_style_image_becomes_an_mnist_digit(tmp_path: Path) -> None:
 def test_doctor_reports_versions_accelerator_and_data(mnist_dir: Path, capsys) -> None:
     import lightning
 
-    from experiments.doctor import auto_accelerator
+    from experiments.commands.doctor import auto_accelerator
 
     out = run_tool("doctor", [f"paths.data_dir={mnist_dir}"], capsys)
     assert f"torch:       {torch.__version__}" in out

@@ -17,9 +17,9 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from experiments.parallel import claim_gpu
-from experiments.sweep_report import write_report
-from experiments.sweep_results import COMPLETED, FAILED, INCOMPLETE, collect_jobs
+from experiments.sweeps.parallel import claim_gpu
+from experiments.sweeps.report import write_report
+from experiments.sweeps.results import COMPLETED, FAILED, INCOMPLETE, collect_jobs
 from tests.conftest import compose_config
 
 # One epoch of a few batches: each job takes a second or two.
@@ -126,11 +126,7 @@ def test_sweep_prints_best_configuration_and_report_path(grid_sweep: tuple[Path,
 
 
 def test_compare_runs_rebuilds_the_same_report(grid_sweep: tuple[Path, str], tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    try:
-        import compare_runs
-    finally:
-        sys.path.pop(0)
+    from experiments.commands import compare as compare_runs
     sweep_dir, _ = grid_sweep
     copy = shutil.copytree(sweep_dir, tmp_path / sweep_dir.name)
     for name in ("summary.csv", "summary.md", "heatmap.png", "curves.png"):

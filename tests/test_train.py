@@ -10,7 +10,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from experiments.model import MNISTClassifier
+from experiments.models.classifier import MNISTClassifier
 from tests.conftest import FAST_RUN
 
 

@@ -27,18 +27,21 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import checkpoints, ddp, parallel, resolvers, resume, tb_events
-from experiments.callbacks import RunLifecycle, RunRecord, write_test_figures
-from experiments.checks import check_config
+from experiments.config import names
+from experiments.config.checks import check_config
 from experiments.errors import CheckpointError, ConfigError, DataError, ExperimentError, RunInterrupted
-from experiments.guards import DivergenceGuard, GracefulStop
-from experiments.records import write_json_atomic
+from experiments.runs import checkpoints, events, resume
+from experiments.runs.callbacks import RunLifecycle, RunRecord, write_test_figures
+from experiments.runs.guards import DivergenceGuard, GracefulStop
+from experiments.runs.records import write_json_atomic
+from experiments.sweeps import ddp, parallel
 
-# The configs live at the repository root (`conf/`); the package is installed in editable mode.
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# The configs ship inside the package (the repository's top-level `conf/` links here), so an installed
+# wheel finds them as an editable install does.
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 log = logging.getLogger(__name__)
-resolvers.register()
+names.register()
 
 
 def rejected(node: DictConfig, key: str, exc: BaseException) -> ConfigError:
@@ -129,7 +132,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     # Always on, whatever the callbacks group, and first: epoch-start marks (before anything logs at epoch
     # start) so a resumed run never logs a step twice, a stop on a NaN/inf loss before anything else sees
     # the batch, the run record, and a clean stop on Ctrl-C/SIGTERM.
-    lifecycle = RunLifecycle(tb_events.EpochStarts(output_dir), DivergenceGuard(), record, GracefulStop())
+    lifecycle = RunLifecycle(events.EpochStarts(output_dir), DivergenceGuard(), record, GracefulStop())
     trainer: L.Trainer = build(
         cfg.trainer,
         "trainer",
@@ -138,7 +141,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     )
     if ddp.is_global_zero():  # DDP child ranks share rank 0's directory and never write into it
         if cfg.get("resume"):  # the run's config.yaml stays as it was written at its start
-            tb_events.drop_after_checkpoint(output_dir, start_checkpoint)
+            events.drop_after_checkpoint(output_dir, start_checkpoint)
         else:
             OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 

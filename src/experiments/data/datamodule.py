@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
-from experiments.datafiles import dataset_class, load_split, prepare_root
+from experiments.data.files import dataset_class, load_split, prepare_root
 from experiments.errors import ConfigError
 
 LOADERS = ("resident", "dataloader")

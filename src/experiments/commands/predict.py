@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from experiments import cli_args
-from experiments.checkpoints import model_from_checkpoint
-from experiments.datafiles import dataset_class
+from experiments.data.files import dataset_class
 from experiments.errors import ConfigError, DataError
-from experiments.run_files import RunFiles, resolve_device
+from experiments.runs.checkpoints import model_from_checkpoint
+from experiments.runs.files import RunFiles, resolve_device
 
 USAGE = """usage: python scripts/predict.py ckpt_path=<run dir | .ckpt> inputs=<image | folder | [a.png,b.jpg]>
 

@@ -72,7 +72,7 @@ def check_matches(checkpoint: dict[str, Any], model: nn.Module, path: str | Path
 
 def model_from_checkpoint(path: str | Path) -> nn.Module:
     """An MNISTClassifier with the checkpoint's architecture and weights, in eval mode."""
-    from experiments.model import MNISTClassifier  # Lightning import: only when a model is wanted
+    from experiments.models.classifier import MNISTClassifier  # Lightning import: only when a model is wanted
 
     checkpoint = load_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters") or {}

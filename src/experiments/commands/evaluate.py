@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from experiments import cli_args
-from experiments.checkpoints import model_from_checkpoint
 from experiments.errors import ConfigError
-from experiments.run_files import RunFiles, resolve_device
+from experiments.runs.checkpoints import model_from_checkpoint
+from experiments.runs.files import RunFiles, resolve_device
 
 USAGE = """usage: python scripts/evaluate.py ckpt_path=<run dir | checkpoint.ckpt> [key=value ...]
 

@@ -1,4 +1,4 @@
-"""`python -m experiments.doctor [data_dir=...]`: what this machine offers a run, before you start one.
+"""`python -m experiments.commands.doctor [data_dir=...]`: what this machine offers a run, before you start one.
 
 Versions (torch, CUDA, cuDNN, Lightning, Hydra), the accelerators present, what `trainer.accelerator=auto`
 picks, and where MNIST / Fashion-MNIST were found.
@@ -12,7 +12,7 @@ from typing import Any
 
 from experiments import cli_args
 
-USAGE = """usage: python -m experiments.doctor [data_dir=<folder holding MNIST/raw/>]
+USAGE = """usage: python -m experiments.commands.doctor [data_dir=<folder holding MNIST/raw/>]
 
   data_dir=data   where to look for the datasets (as paths.data_dir); paths.data_dir= works too
 """
@@ -43,7 +43,7 @@ def report(data_dir: str) -> list[str]:
     import lightning
     import torch
 
-    from experiments.datafiles import DATASETS, find_raw_dir
+    from experiments.data.files import DATASETS, find_raw_dir
 
     cuda = torch.cuda.is_available()
     mps = torch.backends.mps.is_available()

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from experiments.checkpoints import find_checkpoint, run_dir_of
 from experiments.errors import ConfigError
+from experiments.runs.checkpoints import find_checkpoint, run_dir_of
 
 # Data settings a lone checkpoint (no run directory around it) is evaluated with: conf/data/mnist.yaml.
 DEFAULT_DATA: dict[str, Any] = {"dataset": "mnist", "data_dir": "data", "mean": 0.1307, "std": 0.3081}
@@ -47,7 +47,7 @@ class RunFiles:
 
     def datamodule(self, data_dir: Any = None) -> Any:
         """The run's MNISTDataModule (same dataset, normalisation and validation split)."""
-        from experiments.data import MNISTDataModule
+        from experiments.data.datamodule import MNISTDataModule
 
         settings = {**self.data, "loader": "resident"}
         if data_dir is not None:

@@ -6,7 +6,7 @@ import re
 
 from omegaconf import OmegaConf
 
-from experiments import resume
+from experiments.runs import resume
 
 _MAX_NAME = 120
 

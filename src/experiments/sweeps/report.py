@@ -17,7 +17,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments.sweep_results import COMPLETED, FAILED, JobResult, collect_jobs, varying_overrides
+from experiments.sweeps.results import COMPLETED, FAILED, JobResult, collect_jobs, varying_overrides
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def write_markdown(jobs: list[JobResult], sweep_dir: Path, path: Path) -> Path:
 
 def write_report(sweep_dir: Path) -> SweepReport:
     """Collect every job under `sweep_dir` and write the four report files next to them."""
-    from experiments import sweep_plots  # matplotlib: only now
+    from experiments.sweeps import plots as sweep_plots  # matplotlib: only now
 
     jobs = collect_jobs(sweep_dir)
     files = {

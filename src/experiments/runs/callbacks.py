@@ -13,8 +13,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 
-from experiments import plots
-from experiments.records import finite_or_none, write_json_atomic
+from experiments.runs import figures as plots
+from experiments.runs.records import finite_or_none, write_json_atomic
 
 
 def write_test_figures(trainer: L.Trainer, model: L.LightningModule, datamodule: Any, num_samples: int) -> None:

@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments.sweep_report import describe, write_report
-from experiments.sweep_results import is_job_dir
+from experiments.sweeps.report import describe, write_report
+from experiments.sweeps.results import is_job_dir
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from experiments.resolvers import short_overrides
-from experiments.sweep_results import COMPLETED, JobResult, varying_overrides
+from experiments.config.names import short_overrides
+from experiments.sweeps.results import COMPLETED, JobResult, varying_overrides
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

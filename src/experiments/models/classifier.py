@@ -1,4 +1,4 @@
-"""The MLP classifier: a plain nn.Module network wrapped in a LightningModule that trains it."""
+"""The LightningModule that trains a classifier network with cross-entropy on its logits."""
 
 from __future__ import annotations
 
@@ -11,47 +11,17 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from experiments.errors import ConfigError
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "leaky_relu": nn.LeakyReLU,
-    "gelu": nn.GELU,
-}
+from experiments.models.mlp import MLP
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 # Schedulers whose length must match the run: the argument that receives the total number of steps.
 _TOTAL_STEPS_ARGUMENTS = ("total_steps", "T_max")
-
-
-class MLP(nn.Sequential):
-    """Flatten -> [Linear -> activation -> Dropout] * len(hidden_sizes) -> Linear. Returns logits."""
-
-    def __init__(
-        self,
-        input_size: int = 784,
-        hidden_sizes: Sequence[int] = (128, 128),
-        num_classes: int = 10,
-        activation: str = "relu",
-        dropout: float = 0.0,
-    ) -> None:
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = input_size
-        for hidden in hidden_sizes:
-            layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            width = hidden
-        layers.append(nn.Linear(width, num_classes))
-        super().__init__(*layers)
 
 
 def describe_factory(factory: Callable[..., Any] | None) -> dict[str, Any] | None:

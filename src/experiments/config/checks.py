@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import ConfigError
-from experiments.model import ACTIVATIONS
+from experiments.models.mlp import ACTIVATIONS
 
 _GPU_NAMES = ("gpu", "cuda")
 _SINGLE_DEVICE_STRATEGIES = ("single_device", "single_xla")

@@ -1,6 +1,6 @@
 """Read the jobs of a sweep directory back into rows: one `JobResult` per job directory.
 
-Each job writes `run.json` (see `experiments.callbacks.RunRecord`). A job killed hard has none, or one
+Each job writes `run.json` (see `experiments.runs.callbacks.RunRecord`). A job killed hard has none, or one
 still saying "running"; it is listed anyway, as incomplete, with its batch size and learning rate taken
 from Hydra's own `.hydra/overrides.yaml` / `.hydra/config.yaml`, so a partial sweep still reports.
 Only json + yaml here: reading results must stay cheap.
@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from experiments.records import finite_or_none
+from experiments.runs.records import finite_or_none
 
 COMPLETED, FAILED, INCOMPLETE = "completed", "failed", "incomplete"
 _STATUS_ORDER = {COMPLETED: 0, INCOMPLETE: 1, FAILED: 2}

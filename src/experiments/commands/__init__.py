@@ -1,0 +1,1 @@
+"""The commands besides training: evaluate, predict, doctor, compare."""

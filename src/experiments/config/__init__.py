@@ -1,0 +1,1 @@
+"""The config: run-directory names and the checks on composed values."""

@@ -1,0 +1,1 @@
+"""Data: the MNIST-family DataModule, finding and parsing the IDX files, synthetic IDX data."""
