@@ -11,10 +11,11 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from experiments.config.build import build_group
 from experiments.config.names import run_suffix, short_overrides
 from experiments.data.datamodule import MNISTDataModule
 from experiments.models.classifier import MNISTClassifier
-from experiments.train import CONFIG_DIR, build_callbacks, build_loggers
+from experiments.train import CONFIG_DIR
 from tests.conftest import compose_config
 
 
@@ -96,18 +97,18 @@ def test_cpu_trainer_builds(tmp_path: Path) -> None:
 )
 def test_logger_options_build(logger: str, expected: type | None, tmp_path: Path) -> None:
     cfg = compose_config([f"logger={logger}", f"paths.output_dir={tmp_path}"])
-    loggers = build_loggers(cfg)
+    loggers = build_group(cfg, "logger")
     assert [type(x) for x in loggers] == ([expected] if expected else [])
 
 
 def test_callbacks_build(tmp_path: Path) -> None:
     cfg = compose_config([f"paths.output_dir={tmp_path}"])
-    callbacks = build_callbacks(cfg)
+    callbacks = build_group(cfg, "callbacks")
     for kind in (ModelCheckpoint, LearningRateMonitor, TQDMProgressBar):
         assert any(isinstance(c, kind) for c in callbacks), kind
-    checkpoint = next(c for c in build_callbacks(cfg) if isinstance(c, ModelCheckpoint))
+    checkpoint = next(c for c in build_group(cfg, "callbacks") if isinstance(c, ModelCheckpoint))
     assert (checkpoint.monitor, checkpoint.mode, checkpoint.save_last) == ("val/acc", "max", True)
-    assert build_callbacks(compose_config(["callbacks=none"])) == []
+    assert build_group(compose_config(["callbacks=none"]), "callbacks") == []
 
 
 @pytest.mark.parametrize("debug", ["fast", "overfit", "limit"])

@@ -127,6 +127,7 @@ def test_sweep_prints_best_configuration_and_report_path(grid_sweep: tuple[Path,
 
 def test_compare_runs_rebuilds_the_same_report(grid_sweep: tuple[Path, str], tmp_path: Path) -> None:
     from experiments.commands import compare as compare_runs
+
     sweep_dir, _ = grid_sweep
     copy = shutil.copytree(sweep_dir, tmp_path / sweep_dir.name)
     for name in ("summary.csv", "summary.md", "heatmap.png", "curves.png"):
