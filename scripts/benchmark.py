@@ -1,11 +1,16 @@
 """Training speed: the classic tutorial loop, a hand-written resident loop, and this project's Trainer.
 
-    python scripts/benchmark.py --data-dir ../shared/datasets            # CPU, real MNIST
-    python scripts/benchmark.py --data-dir ../shared/datasets --device both
+    python scripts/benchmark.py data_dir=../shared/datasets              # CPU, real MNIST
+    python scripts/benchmark.py data_dir=../shared/datasets device=both  # and a GPU
+    python scripts/benchmark.py sections=[startup]                       # only the start-up table
 
-Two tables per device.
+Options: conf/benchmark.yaml (`--help` lists them).
 
-Whole epoch (what a user waits for), median seconds per epoch at each of --epoch-batch-sizes, the three
+Three tables.
+
+Start-up: wall seconds of `python train.py --help`, `--cfg job` and config mistakes (no training).
+
+Whole epoch (what a user waits for), median seconds per epoch at each of epoch_batch_sizes, the three
 contenders in alternating rounds:
 - plain loop + eval: plain PyTorch over resident tensors, the default network, optimizer and one-cycle
   schedule, evaluating the 5,000 held-out images every epoch;
@@ -23,25 +28,27 @@ runs warm-up epochs that are not counted, then the median over the measured epoc
 3. trainer (dataloader): `train.py` with data.loader=dataloader
 4. trainer (resident):   `train.py` with the default resident loader
 
-`--device both` adds a CPU-vs-GPU comparison: 15 batches of 128 and a full epoch on each device.
+`device=both` adds a CPU-vs-GPU comparison: 15 batches of 128 and a full epoch on each device.
 Results go to stdout (a table), and to --out as benchmark.md, benchmark.json and PNG bar charts.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import hydra
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
@@ -60,8 +67,8 @@ def sync(device: torch.device) -> None:
 
 
 def project_config(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+    """The config `python train.py <overrides>` runs with (this app shares the project's config folder)."""
+    return compose(config_name="train", overrides=overrides)
 
 
 # The throughput table compares bare training loops: no learning-rate schedule, a fixed lr.
@@ -342,49 +349,29 @@ def ensure_data(data_dir: str | None, out: Path) -> tuple[Path, str]:
     generated = out / "generated"
     if not (generated / "MNIST" / "raw").is_dir():
         write_dataset(generated / "MNIST" / "raw", n_train=60000, n_test=10000, gz=False)
-    return prepare_root(dataset_class("mnist"), generated, [], cache), "GENERATED data (no --data-dir given)"
+    return prepare_root(dataset_class("mnist"), generated, [], cache), "GENERATED data (no data_dir given)"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", help="folder holding MNIST/raw/ (real MNIST); default: generated data")
-    parser.add_argument("--device", choices=["cpu", "cuda", "both"], default="cpu")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3, help="measured epochs per contender (median reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="epochs run first and not counted")
-    parser.add_argument("--rounds", type=int, default=2, help="whole-epoch table: alternating rounds per contender")
-    parser.add_argument("--out", default="outputs/benchmark", help="where the table, JSON and charts go")
-    parser.add_argument("--only", help="run only contenders whose name contains this text, e.g. 'resident'")
-    parser.add_argument(
-        "--epoch-batch-sizes", default="128,64,32", help="batch sizes of the whole-epoch table ('' skips it)"
-    )
-    args = parser.parse_args()
+def startup_times(runs: int) -> list[str]:
+    """Wall seconds of answers that need no training (`--help`, `--cfg job`, mistakes), median of `runs`,
+    each a fresh `python train.py ...` process as a user starts it."""
+    cases = [["--help"], ["--cfg", "job"], ["model.hiden=3"], ["seed=abc"], ["model.optimizer.lr=0"]]
+    script = Path(__file__).resolve().parents[1] / "train.py"
+    lines = ["### startup: answers without training", "", "| command | wall s (median) | exit |", "|---|---:|---:|"]
+    for arguments in cases:
+        seconds, code = [], 0
+        for _ in range(runs):
+            start = time.perf_counter()
+            code = subprocess.run([sys.executable, str(script), *arguments], capture_output=True).returncode
+            seconds.append(time.perf_counter() - start)
+        lines.append(f"| `python train.py {' '.join(arguments)}` | {statistics.median(seconds):.2f} | {code} |")
+        print(lines[-1], flush=True)
+    return [*lines, ""]
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    # Every contender runs with denormals flushed, as the project's train.py does (flush_denormal: true):
-    # on real MNIST they otherwise slow every CPU loop by ~30 %.
-    torch.set_flush_denormal(True)
-    root, source = ensure_data(args.data_dir, out)
-    wanted = ["cpu", "cuda"] if args.device == "both" else [args.device]
-    devices = [torch.device(d) for d in wanted if d == "cpu" or torch.cuda.is_available()]
-    if len(devices) < len(wanted):
-        print("cuda: no CUDA GPU visible, skipped")
-    if not devices:
-        raise SystemExit("error: --device cuda but no CUDA GPU is visible; use --device cpu")
 
-    print(f"Data: {source}. Batch {args.batch_size}, {args.warmup} warm-up + {args.epochs} measured epochs.")
-    report: dict[str, object] = {"data": source, "batch_size": args.batch_size, "epochs": args.epochs, "results": {}}
-    lines = [
-        f"Data: {source}; median of {args.epochs} epochs after {args.warmup} warm-up"
-        f" (whole epoch: x {args.rounds} alternating rounds); throughput at batch {args.batch_size}.",
-        "",
-    ]
-    epoch_batch_sizes = [int(b) for b in args.epoch_batch_sizes.split(",") if b.strip()]
-    report["whole_epoch"] = {}
+def whole_epoch_tables(root: Path, devices: list[torch.device], args: DictConfig, out: Path, report: dict) -> list[str]:
+    lines = []
     for device in devices:
-        if not epoch_batch_sizes:
-            break
         lines += [
             f"### {device.type}: whole epoch, default config vs plain loop with evaluation",
             "",
@@ -392,21 +379,25 @@ def main() -> None:
             "| bare x plain | project x plain |",
             "|---:|---:|---:|---:|---:|---:|",
         ]
-        for batch_size in epoch_batch_sizes:
+        for batch_size in args.epoch_batch_sizes:
             print(f"[{device.type}] whole epoch, batch {batch_size} ...", flush=True)
-            # Alternating rounds, so a slow spell of a shared machine hits both contenders alike.
+            # Alternating rounds, so a slow spell of a shared machine hits every contender alike.
             plain_epochs, bare_epochs, project_epochs = [], [], []
             for _ in range(args.rounds):
                 plain_epochs += plain_epoch_with_eval(root, batch_size, device, args.epochs, args.warmup)
                 bare_epochs += bare_lightning_epoch(root, batch_size, device, args.epochs, args.warmup, out)
                 project_epochs += project_epoch(root, batch_size, device, args.epochs, args.warmup, out)
             plain, bare, ours = (statistics.median(e) for e in (plain_epochs, bare_epochs, project_epochs))
-            report["whole_epoch"][f"{device.type}/{batch_size}"] = {"plain": plain, "bare": bare, "project": ours}  # type: ignore[index]
+            report[f"{device.type}/{batch_size}"] = {"plain": plain, "bare": bare, "project": ours}
             lines.append(
                 f"| {batch_size} | {plain:.3f} | {bare:.3f} | {ours:.3f} | {plain / bare:.2f} | {plain / ours:.2f} |"
             )
         lines.append("")
+    return lines
 
+
+def throughput_tables(root: Path, devices: list[torch.device], args: DictConfig, out: Path, report: dict) -> list[str]:
+    lines = []
     for device in devices:
         contenders: dict[str, Callable[[], list[float]]] = {
             "classic loop (torchvision + DataLoader)": lambda d=device: classic_loop(
@@ -424,18 +415,21 @@ def main() -> None:
         }
         rates = {}
         for name, run in contenders.items():
-            if args.only and args.only not in name:
-                continue
-            print(f"[{device.type}] {name} ...", flush=True)
-            rates[name] = statistics.median(run())
+            if not args.only or args.only in name:
+                print(f"[{device.type}] {name} ...", flush=True)
+                rates[name] = statistics.median(run())
         classic = rates.get("classic loop (torchvision + DataLoader)", float("nan"))
         floor = rates.get("plain loop, resident tensor", float("nan"))
-        lines += [f"### {device.type}", "", "| contender | samples/s | x classic | x plain resident | s/epoch |"]
-        lines.append("|---|---:|---:|---:|---:|")
+        lines += [
+            f"### {device.type}: training throughput at batch {args.batch_size}",
+            "",
+            "| contender | samples/s | x classic | x plain resident | s/epoch |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for name, rate in rates.items():
             lines.append(f"| {name} | {rate:,.0f} | {rate / classic:.2f} | {rate / floor:.2f} | {55000 / rate:.3f} |")
         lines.append("")
-        report["results"][device.type] = rates  # type: ignore[index]
+        report[device.type] = rates
         bar_chart(
             out / f"benchmark_{device.type}.png",
             f"Training throughput on {device.type}, batch {args.batch_size}",
@@ -443,22 +437,51 @@ def main() -> None:
             list(rates.values()),
             "samples/s (median)",
         )
-    if args.device == "both" and len(devices) == 2:
-        comparison = device_comparison(root, devices)
-        report["devices"] = comparison
+    return lines
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="benchmark")
+def main(args: DictConfig) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {}
+    lines = startup_times(args.startup_runs) if "startup" in args.sections else []
+    if {"epoch", "throughput"} & set(args.sections):
+        # Every contender runs with denormals flushed, as the project's train.py does (flush_denormal: true).
+        torch.set_flush_denormal(True)
+        root, source = ensure_data(args.data_dir, out)
+        wanted = ["cpu", "cuda"] if args.device == "both" else [args.device]
+        devices = [torch.device(d) for d in wanted if d == "cpu" or torch.cuda.is_available()]
+        if len(devices) < len(wanted):
+            print("cuda: no CUDA GPU visible, skipped")
+        if not devices:
+            raise SystemExit("error: device=cuda but no CUDA GPU is visible; use device=cpu")
+        report["data"] = source
         lines += [
-            "### CPU vs GPU (plain resident loop, batch 128)",
+            f"Data: {source}; median of {args.epochs} epochs after {args.warmup} warm-up each"
+            f" (whole epoch: {args.rounds} alternating rounds).",
             "",
-            "| measure | cpu (s) | cuda (s) |",
-            "|---|---:|---:|",
         ]
-        lines += [f"| {m} | {comparison['cpu'][m]:.4f} | {comparison['cuda'][m]:.4f} |" for m in comparison["cpu"]]
-        grouped_chart(out / "devices.png", comparison)
+        if "epoch" in args.sections:
+            lines += whole_epoch_tables(root, devices, args, out, report.setdefault("whole_epoch", {}))
+        if "throughput" in args.sections:
+            lines += throughput_tables(root, devices, args, out, report.setdefault("throughput", {}))
+        if args.device == "both" and len(devices) == 2:
+            comparison = device_comparison(root, devices)
+            report["devices"] = comparison
+            lines += [
+                "### CPU vs GPU (plain resident loop, batch 128)",
+                "",
+                "| measure | cpu (s) | cuda (s) |",
+                "|---|---:|---:|",
+            ]
+            lines += [f"| {m} | {comparison['cpu'][m]:.4f} | {comparison['cuda'][m]:.4f} |" for m in comparison["cpu"]]
+            grouped_chart(out / "devices.png", comparison)
     table = "\n".join(lines)
     print("\n" + table)
     (out / "benchmark.md").write_text(table + "\n")
     (out / "benchmark.json").write_text(json.dumps(report, indent=2))
-    print(f"\nWrote {out / 'benchmark.md'}, benchmark.json and charts in {out}")
+    print(f"\nWrote {out / 'benchmark.md'} and benchmark.json (and charts) in {out}")
 
 
 if __name__ == "__main__":
