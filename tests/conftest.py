@@ -73,27 +73,54 @@ class CliResult:
         return [line for line in self.err.splitlines() if line.startswith("error:")]
 
 
+def call_main(main: Callable[[], object], argv: list[str], capsys: pytest.CaptureFixture[str]) -> CliResult:
+    """Call a Hydra entry point in-process as its console script would run: argv in, exit code out."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    saved = sys.argv
+    sys.argv = argv
+    GlobalHydra.instance().clear()
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = saved
+    captured = capsys.readouterr()
+    return CliResult(code, captured.out, captured.err)
+
+
 @pytest.fixture
 def cli(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Callable[..., CliResult]:
     """Call the real `train.py` entry point in-process (no interpreter start-up): argv in, exit code out."""
-    from hydra.core.global_hydra import GlobalHydra
-
     from experiments.train import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
 
     def invoke(*overrides: str) -> CliResult:
-        monkeypatch.setattr(sys, "argv", ["train.py", f"paths.log_dir={tmp_path / 'outputs'}", *overrides])
-        GlobalHydra.instance().clear()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
+        return call_main(main, ["train.py", f"paths.log_dir={tmp_path / 'outputs'}", *overrides], capsys)
+
+    return invoke
+
+
+@pytest.fixture
+def command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., CliResult]:
+    """`command("evaluate", "ckpt_path=...")` runs `experiments-evaluate ckpt_path=...` in-process, in an
+    empty working directory of its own (a test can check that it stays empty)."""
+    from importlib import import_module
+
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+
+    def invoke(name: str, *args: str) -> CliResult:
+        main = import_module(f"experiments.commands.{name}").main
+        return call_main(main, [f"experiments-{name}", *args], capsys)
 
     return invoke

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import FAST_RUN, REPO_ROOT
+from tests.conftest import FAST_RUN, REPO_ROOT, CliResult
 
 # Three epochs of 16 batches (500 images in batches of 32), one optimizer step each: a signal at batch 3
 # of epoch 1 lands mid-epoch, after the first end-of-epoch checkpoint.
@@ -147,18 +147,14 @@ def finished_run(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return run_dir
 
 
-def run_tool(module: str, args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    from importlib import import_module
-
-    with pytest.raises(SystemExit) as stopped:
-        import_module(f"experiments.commands.{module}").main(args)
-    captured = capsys.readouterr()
-    assert stopped.value.code == 0, captured.err
-    return captured.out
+def succeeded(result: CliResult) -> str:
+    assert result.code == 0, result.err
+    return result.out
 
 
-def test_evaluate_reproduces_the_runs_test_metrics(finished_run: Path, tmp_path: Path, capsys) -> None:
-    out = run_tool("evaluate", [f"ckpt_path={finished_run}", f"output={tmp_path / 'metrics.json'}"], capsys)
+def test_evaluate_reproduces_the_runs_test_metrics(finished_run: Path, tmp_path: Path, command) -> None:
+    # Run directory names hold = and , (Hydra's override grammar): quoted, as a user would.
+    out = succeeded(command("evaluate", f"ckpt_path='{finished_run}'", f"output={tmp_path / 'metrics.json'}"))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     run_metrics = json.loads((finished_run / "run.json").read_text())["metrics"]
     # The run tested its best checkpoint on the same test set: evaluate must agree.
@@ -171,7 +167,7 @@ def test_evaluate_reproduces_the_runs_test_metrics(finished_run: Path, tmp_path:
 
 
 def test_predict_reads_images_of_any_polarity_and_writes_csv(
-    finished_run: Path, mnist_dir: Path, tmp_path: Path, capsys
+    finished_run: Path, mnist_dir: Path, tmp_path: Path, command
 ) -> None:
     from experiments.data.datamodule import MNISTDataModule
     from experiments.runs.checkpoints import find_checkpoint, model_from_checkpoint
@@ -187,8 +183,8 @@ def test_predict_reads_images_of_any_polarity_and_writes_csv(
     model = model_from_checkpoint(find_checkpoint(finished_run))
     expected = model(images.flatten(1)).softmax(-1)
 
-    out = run_tool(
-        "predict", [f"ckpt_path={finished_run}", f"inputs={folder}", "top_k=2", f"csv={tmp_path / 'p.csv'}"], capsys
+    out = succeeded(
+        command("predict", f"ckpt_path='{finished_run}'", f"inputs={folder}", "top_k=2", f"csv={tmp_path / 'p.csv'}")
     )
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert [Path(r["path"]).name for r in rows] == [f"{i}.png" for i in range(6)]
@@ -215,15 +211,43 @@ def test_large_photo_style_image_becomes_an_mnist_digit(tmp_path: Path) -> None:
     assert abs((ys * digit).sum() / digit.sum() - 13.5) < 1 and abs((xs * digit).sum() / digit.sum() - 13.5) < 1
 
 
-def test_doctor_reports_versions_accelerator_and_data(mnist_dir: Path, capsys) -> None:
+def test_doctor_reports_versions_accelerator_and_data(mnist_dir: Path, command) -> None:
     import lightning
 
     from experiments.commands.doctor import auto_accelerator
 
-    out = run_tool("doctor", [f"paths.data_dir={mnist_dir}"], capsys)
+    out = succeeded(command("doctor", f"data_dir={mnist_dir}"))
     assert f"torch:       {torch.__version__}" in out
     assert f"Lightning:   {lightning.__version__}" in out
     assert f"trainer.accelerator=auto picks: {auto_accelerator()}" in out
     assert f"found in {mnist_dir / 'MNIST' / 'raw'}" in out
     for label in ("CUDA:", "cuDNN:", "MPS:", "Hydra:", "GPUs:", "fashion_mnist:"):
         assert label in out
+
+
+COMMAND_KEYS = {
+    "evaluate": ["ckpt_path", "which", "data_dir", "batch_size", "device", "output"],
+    "predict": ["ckpt_path", "which", "inputs", "top_k", "csv", "invert", "device"],
+    "doctor": ["data_dir"],
+    "compare": ["sweep_dir"],
+}
+
+
+@pytest.mark.parametrize("name", list(COMMAND_KEYS))
+def test_command_help_lists_its_keys(command, name: str) -> None:
+    out = succeeded(command(name, "--help"))
+    assert out.startswith(f"experiments-{name}: ")
+    for key in COMMAND_KEYS[name]:
+        assert f"\n{key}: " in out, key
+    assert f"experiments-{name} " in out.split("Examples:")[1]
+    assert [line.split(":")[0] for line in succeeded(command(name, "--cfg", "job")).splitlines()] == COMMAND_KEYS[name]
+
+
+def test_commands_leave_nothing_in_the_working_directory(command, finished_run: Path, tmp_path: Path) -> None:
+    """No outputs/, .hydra/ or log file: a command writes what it is asked to (output=, csv=) and nothing else."""
+    succeeded(command("evaluate", f"ckpt_path='{finished_run}'", f"output={tmp_path / 'metrics.json'}"))
+    succeeded(command("doctor", f"data_dir={tmp_path}"))
+    assert command("predict", f"ckpt_path='{finished_run}'").code == 1
+    assert command("compare", f"sweep_dir={finished_run}").code == 1
+    assert list(Path.cwd().iterdir()) == []
+    assert (tmp_path / "metrics.json").is_file()

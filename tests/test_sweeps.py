@@ -125,17 +125,18 @@ def test_sweep_prints_best_configuration_and_report_path(grid_sweep: tuple[Path,
     assert f"Report: {sweep_dir / 'summary.md'}" in stdout
 
 
-def test_compare_runs_rebuilds_the_same_report(grid_sweep: tuple[Path, str], tmp_path: Path) -> None:
-    from experiments.commands import compare as compare_runs
-
+def test_compare_runs_rebuilds_the_same_report(grid_sweep: tuple[Path, str], tmp_path: Path, command) -> None:
     sweep_dir, _ = grid_sweep
     copy = shutil.copytree(sweep_dir, tmp_path / sweep_dir.name)
     for name in ("summary.csv", "summary.md", "heatmap.png", "curves.png"):
         (copy / name).unlink()
-    assert compare_runs.main([str(copy)]) == 0
+    result = command("compare", f"sweep_dir={copy}")
+    assert result.code == 0, result.err
+    assert f"Report: {copy / 'summary.md'}" in result.out
     assert read_summary(copy) == read_summary(sweep_dir)
     assert (copy / "heatmap.png").is_file() and (copy / "curves.png").is_file()
-    assert compare_runs.main([str(tmp_path / "nowhere")]) == 1
+    assert list(Path.cwd().iterdir()) == [], "the report goes into the sweep directory only"
+    assert command("compare", f"sweep_dir={tmp_path / 'nowhere'}").code == 1
 
 
 def test_a_failing_job_does_not_stop_the_sweep(cli, mnist_dir: Path, tmp_path: Path) -> None:

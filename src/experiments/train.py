@@ -18,7 +18,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import names
+from experiments.config import names, schema
 from experiments.config.build import build, build_group, rejected
 from experiments.runs import outcome, resume
 from experiments.runs.records import hparams_for_logging, run_info
@@ -27,6 +27,7 @@ from experiments.runs.records import hparams_for_logging, run_info
 # wheel finds them as an editable install does.
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 names.register()
+schema.register()
 
 
 def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, float | None]:
@@ -119,6 +120,7 @@ def run(cfg: DictConfig) -> float | None:
     resuming = bool(cfg.get("resume")) and resume.is_run_dir(output_dir)
     is_global_zero = True
     try:
+        schema.validate(cfg, overrides)  # a config mistake is reported before torch and Lightning are imported
         from experiments.sweeps import ddp, parallel  # torch and Lightning: only now that a run starts
 
         is_global_zero = ddp.is_global_zero()

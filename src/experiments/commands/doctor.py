@@ -1,21 +1,19 @@
-"""`python -m experiments.commands.doctor [data_dir=...]`: what this machine offers a run, before you start one.
+"""`experiments-doctor [data_dir=...]`: what this machine offers a run, before you start one.
 
 Versions (torch, CUDA, cuDNN, Lightning, Hydra), the accelerators present, what `trainer.accelerator=auto`
-picks, and where MNIST / Fashion-MNIST were found.
+picks, and where MNIST / Fashion-MNIST were found. The keys are in conf/doctor.yaml.
 """
 
 from __future__ import annotations
 
 import platform
 from pathlib import Path
-from typing import Any
 
-from experiments import cli_args
+import hydra
+from omegaconf import DictConfig
 
-USAGE = """usage: python -m experiments.commands.doctor [data_dir=<folder holding MNIST/raw/>]
+from experiments.commands import CONFIG_DIR, one_line_errors
 
-  data_dir=data   where to look for the datasets (as paths.data_dir); paths.data_dir= works too
-"""
 # Where conf/data/fashion_mnist.yaml also looks (Debian's dataset-fashion-mnist package).
 EXTRA_SEARCH_DIRS = {"mnist": [], "fashion_mnist": ["/usr/share/datasets/fashion-mnist"]}
 
@@ -39,7 +37,6 @@ def auto_accelerator() -> str:
 
 
 def report(data_dir: str) -> list[str]:
-    import hydra
     import lightning
     import torch
 
@@ -68,14 +65,10 @@ def report(data_dir: str) -> list[str]:
     return lines
 
 
-def _main(argv: list[str]) -> int:
-    args: dict[str, Any] = cli_args.parse(argv, {"data_dir": "data"}, {"paths.data_dir": "data_dir"})
-    print("\n".join(report(str(args["data_dir"]))), flush=True)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> None:
-    cli_args.run_command(_main, USAGE, argv)
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="doctor")
+@one_line_errors
+def main(cfg: DictConfig) -> None:
+    print("\n".join(report(str(cfg.data_dir))), flush=True)
 
 
 if __name__ == "__main__":

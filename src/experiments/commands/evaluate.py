@@ -1,7 +1,8 @@
-"""`python scripts/evaluate.py ckpt_path=<run dir or .ckpt> [key=value ...]`: test a checkpoint.
+"""`experiments-evaluate ckpt_path=<run dir or .ckpt> [key=value ...]`: test a checkpoint.
 
 Tests on the official test set with the run's own saved data config (dataset, normalisation) and
-prints accuracy, loss and per-class accuracy. A run directory means its best checkpoint.
+prints accuracy, loss and per-class accuracy. A run directory means its best checkpoint. The keys are
+in conf/evaluate.yaml (`experiments-evaluate --help`).
 """
 
 from __future__ import annotations
@@ -9,34 +10,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
+import hydra
+from omegaconf import DictConfig
 
-from experiments import cli_args
+from experiments.commands import CONFIG_DIR, one_line_errors, required
 from experiments.errors import ConfigError
-from experiments.runs.checkpoints import model_from_checkpoint
-from experiments.runs.files import RunFiles, resolve_device
 
-USAGE = """usage: python scripts/evaluate.py ckpt_path=<run dir | checkpoint.ckpt> [key=value ...]
-
-  ckpt_path=   a run directory (its best checkpoint), its checkpoints/ folder, or a .ckpt file (required)
-  which=best   in a directory: best | last
-  data_dir=    folder holding MNIST/raw/ (default: the run's own paths.data_dir); paths.data_dir= works too
-  batch_size=1000
-  device=auto  auto | cpu | gpu
-  output=      also write the metrics to this JSON file
-"""
-DEFAULTS: dict[str, Any] = {
-    "ckpt_path": None,
-    "which": "best",
-    "data_dir": None,
-    "batch_size": 1000,
-    "device": "auto",
-    "output": None,
-}
-ALIASES = {"paths.data_dir": "data_dir", "data.data_dir": "data_dir"}
+if TYPE_CHECKING:
+    from experiments.runs.files import RunFiles
 
 
 @dataclass
@@ -60,8 +43,13 @@ class Evaluation:
     per_class: list[ClassResult]
 
 
-@torch.inference_mode()
 def evaluate(files: RunFiles, data_dir: Any = None, batch_size: int = 1000, device: str = "auto") -> Evaluation:
+    import torch
+    import torch.nn.functional as F
+
+    from experiments.runs.checkpoints import model_from_checkpoint
+    from experiments.runs.files import resolve_device
+
     target = resolve_device(device)
     model = model_from_checkpoint(files.checkpoint).to(target)
     datamodule = files.datamodule(data_dir)
@@ -72,14 +60,15 @@ def evaluate(files: RunFiles, data_dir: Any = None, batch_size: int = 1000, devi
     correct = torch.zeros(len(classes), dtype=torch.long)
     totals = torch.zeros(len(classes), dtype=torch.long)
     loss_sum, count = 0.0, 0
-    for inputs, targets in datamodule.test_dataloader():
-        inputs, targets = inputs.to(target), targets.to(target)
-        logits = model(inputs)
-        loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
-        hits = (logits.argmax(-1) == targets).long()
-        correct += torch.bincount(targets, weights=hits, minlength=len(classes)).long().cpu()
-        totals += torch.bincount(targets, minlength=len(classes)).cpu()
-        count += len(targets)
+    with torch.inference_mode():
+        for inputs, targets in datamodule.test_dataloader():
+            inputs, targets = inputs.to(target), targets.to(target)
+            logits = model(inputs)
+            loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
+            hits = (logits.argmax(-1) == targets).long()
+            correct += torch.bincount(targets, weights=hits, minlength=len(classes)).long().cpu()
+            totals += torch.bincount(targets, minlength=len(classes)).cpu()
+            count += len(targets)
     per_class = [ClassResult(name, int(c), int(t)) for name, c, t in zip(classes, correct, totals, strict=True)]
     return Evaluation(
         checkpoint=str(files.checkpoint),
@@ -105,24 +94,24 @@ def report(result: Evaluation, files: RunFiles) -> str:
     return "\n".join(lines)
 
 
-def _main(argv: list[str]) -> int:
-    args = cli_args.parse(argv, DEFAULTS, ALIASES)
-    if args["which"] not in ("best", "last"):
-        raise ConfigError(f"which={args['which']!r} must be best or last")
-    batch_size = args["batch_size"]
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+@one_line_errors
+def main(cfg: DictConfig) -> None:
+    ckpt_path = required(cfg, "ckpt_path", "ckpt_path=<run dir> or ckpt_path=<file.ckpt>")
+    if cfg.which not in ("best", "last"):
+        raise ConfigError(f"which={cfg.which!r} must be best or last")
+    batch_size = cfg.batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a positive integer")
-    files = RunFiles(args["ckpt_path"], which=str(args["which"]))
-    result = evaluate(files, args["data_dir"], batch_size, str(args["device"]))
+
+    from experiments.runs.files import RunFiles  # torch: only now that there is work to do
+
+    files = RunFiles(ckpt_path, which=str(cfg.which))
+    result = evaluate(files, cfg.data_dir, batch_size, str(cfg.device))
     print(report(result, files), flush=True)
-    if args["output"]:
+    if cfg.output:
         payload = {**asdict(result), "per_class": [{**asdict(c), "accuracy": c.accuracy} for c in result.per_class]}
-        Path(str(args["output"])).write_text(json.dumps(payload, indent=2))
-    return 0
-
-
-def main(argv: list[str] | None = None) -> None:
-    cli_args.run_command(_main, USAGE, argv)
+        Path(str(cfg.output)).write_text(json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,42 +1,28 @@
-"""`python scripts/predict.py ckpt_path=<run dir or .ckpt> inputs=<image, folder or [a.png,b.jpg]>`.
+"""`experiments-predict ckpt_path=<run dir or .ckpt> inputs=<image, folder or [a.png,b.jpg]>`.
 
 Reads PNG/JPEG (anything Pillow reads) of any size, turns each into a 28x28 grayscale digit the way MNIST
 was made, and prints the top-k classes with softmax probabilities; `csv=` also writes them to a file.
+The keys are in conf/predict.yaml (`experiments-predict --help`).
 """
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+import hydra
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from experiments import cli_args
-from experiments.data.files import dataset_class
+from experiments.commands import CONFIG_DIR, one_line_errors, required
 from experiments.errors import ConfigError, DataError
-from experiments.runs.checkpoints import model_from_checkpoint
-from experiments.runs.files import RunFiles, resolve_device
 
-USAGE = """usage: python scripts/predict.py ckpt_path=<run dir | .ckpt> inputs=<image | folder | [a.png,b.jpg]>
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
-  ckpt_path=   a run directory (its best checkpoint), or a .ckpt file (required)
-  inputs=      image files (PNG, JPEG, ...), a folder of them, or a [list] (required)
-  top_k=3      how many classes to print per image
-  csv=         also write path, prediction, probability and the top-k to this CSV file
-  invert=auto  auto: dark-on-light images are inverted to MNIST's light-on-dark; true | false to force
-  device=cpu   cpu | gpu | auto
-"""
-DEFAULTS: dict[str, Any] = {
-    "ckpt_path": None,
-    "inputs": None,
-    "top_k": 3,
-    "csv": None,
-    "invert": "auto",
-    "device": "cpu",
-    "which": "best",
-}
+    from experiments.runs.files import RunFiles
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
@@ -62,6 +48,7 @@ def image_files(inputs: Any) -> list[Path]:
 def _digit_box(image: np.ndarray) -> np.ndarray:
     """MNIST's own recipe: the ink's bounding box scaled to fit 20x20 (aspect kept), placed in a 28x28
     frame with its centre of mass at the centre."""
+    import numpy as np
     from PIL import Image
 
     ink = image > 0.1 * image.max() if image.max() > 0 else np.zeros_like(image, dtype=bool)
@@ -89,6 +76,7 @@ def _digit_box(image: np.ndarray) -> np.ndarray:
 
 def load_image(path: Path, invert: Any = "auto", digits: bool = True) -> np.ndarray:
     """A 28x28 float32 image in [0, 1], light ink on a dark background like MNIST."""
+    import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -116,13 +104,20 @@ def load_image(path: Path, invert: Any = "auto", digits: bool = True) -> np.ndar
 
 
 def class_labels(dataset: str) -> list[str]:
+    from experiments.data.files import dataset_class
+
     # MNIST's classes read "0 - zero"; the digit alone is the answer.
     return [c.split(" - ")[0] for c in dataset_class(dataset).classes]
 
 
-@torch.inference_mode()
 def predict(files: RunFiles, paths: list[Path], invert: Any, device: str) -> torch.Tensor:
     """Softmax probabilities, one row per image."""
+    import numpy as np
+    import torch
+
+    from experiments.runs.checkpoints import model_from_checkpoint
+    from experiments.runs.files import resolve_device
+
     target = resolve_device(device)
     model = model_from_checkpoint(files.checkpoint).to(target)
     digits = files.data.get("dataset", "mnist") == "mnist"
@@ -130,33 +125,9 @@ def predict(files: RunFiles, paths: list[Path], invert: Any, device: str) -> tor
     mean, std = (files.data.get("mean", 0.1307), files.data.get("std", 0.3081))
     if not files.data.get("normalize", True):
         mean, std = 0.0, 1.0
-    inputs = (torch.from_numpy(images).to(target) - mean) / std
-    return model(inputs.flatten(1)).softmax(-1).cpu()
-
-
-def _main(argv: list[str]) -> int:
-    args = cli_args.parse(argv, DEFAULTS)
-    invert = {"true": True, "false": False, "auto": "auto"}.get(str(args["invert"]).lower())
-    if invert is None:
-        raise ConfigError(f"invert={args['invert']!r} must be auto, true or false")
-    top_k = args["top_k"]
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ConfigError(f"top_k={top_k!r} must be a positive integer")
-    files = RunFiles(args["ckpt_path"], which=str(args["which"]))
-    paths = image_files(args["inputs"])
-    probabilities = predict(files, paths, invert, str(args["device"]))
-    labels = class_labels(str(files.data.get("dataset", "mnist")))
-    top_k = min(top_k, len(labels))
-    rows = []
-    for path, probs in zip(paths, probabilities, strict=True):
-        values, indices = probs.topk(top_k)
-        ranked = [(labels[i], float(v)) for v, i in zip(values, indices, strict=True)]
-        rows.append((path, ranked))
-        print(f"{path}: " + "  ".join(f"{label} ({p:.1%})" for label, p in ranked), flush=True)
-    if args["csv"]:
-        write_csv(Path(str(args["csv"])), rows)
-        print(f"Wrote {args['csv']}")
-    return 0
+    with torch.inference_mode():
+        inputs = (torch.from_numpy(images).to(target) - mean) / std
+        return model(inputs.flatten(1)).softmax(-1).cpu()
 
 
 def write_csv(path: Path, rows: list[tuple[Path, list[tuple[str, float]]]]) -> None:
@@ -171,8 +142,34 @@ def write_csv(path: Path, rows: list[tuple[Path, list[tuple[str, float]]]]) -> N
             writer.writerow([str(file), ranked[0][0], f"{ranked[0][1]:.6f}", *cells])
 
 
-def main(argv: list[str] | None = None) -> None:
-    cli_args.run_command(_main, USAGE, argv)
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+@one_line_errors
+def main(cfg: DictConfig) -> None:
+    ckpt_path = required(cfg, "ckpt_path", "ckpt_path=<run dir> or ckpt_path=<file.ckpt>")
+    inputs = required(cfg, "inputs", "inputs=<image file>, inputs=<folder> or inputs=[a.png,b.png]")
+    invert = {"true": True, "false": False, "auto": "auto"}.get(str(cfg.invert).lower())
+    if invert is None:
+        raise ConfigError(f"invert={cfg.invert!r} must be auto, true or false")
+    top_k = cfg.top_k
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ConfigError(f"top_k={top_k!r} must be a positive integer")
+
+    from experiments.runs.files import RunFiles  # torch: only now that there is work to do
+
+    files = RunFiles(ckpt_path, which=str(cfg.which))
+    paths = image_files(OmegaConf.to_object(inputs) if isinstance(inputs, ListConfig) else inputs)
+    probabilities = predict(files, paths, invert, str(cfg.device))
+    labels = class_labels(str(files.data.get("dataset", "mnist")))
+    top_k = min(top_k, len(labels))
+    rows = []
+    for path, probs in zip(paths, probabilities, strict=True):
+        values, indices = probs.topk(top_k)
+        ranked = [(labels[i], float(v)) for v, i in zip(values, indices, strict=True)]
+        rows.append((path, ranked))
+        print(f"{path}: " + "  ".join(f"{label} ({p:.1%})" for label, p in ranked), flush=True)
+    if cfg.csv:
+        write_csv(Path(str(cfg.csv)), rows)
+        print(f"Wrote {cfg.csv}")
 
 
 if __name__ == "__main__":

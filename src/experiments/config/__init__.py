@@ -1,1 +1,1 @@
-"""The config: run-directory names and the checks on composed values."""
+"""The config: its schema (types and ranges), run-directory names, and the checks that need torch."""

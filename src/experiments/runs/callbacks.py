@@ -49,7 +49,7 @@ class RunRecord(Callback):
     """Keeps `run.json` in the run directory up to date: status, per-epoch metrics, timing, throughput.
 
     It is rewritten after every validation, so an interrupted job still tells how far it got; the
-    sweep report and `scripts/compare_runs.py` read these files instead of parsing event logs.
+    sweep report and `experiments-compare` read these files instead of parsing event logs.
     """
 
     def __init__(self, path: Path, info: dict[str, Any]) -> None:

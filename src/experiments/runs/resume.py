@@ -130,7 +130,7 @@ def prepare(cfg: DictConfig, output_dir: Path, task_overrides: list[str]) -> Res
     status = json.loads(record_file.read_text()).get("status") if record_file.is_file() else None
     if status == "completed":
         raise ConfigError(
-            f"resume={spec}: the run already completed; evaluate it with: python scripts/evaluate.py ckpt_path='{spec}'"
+            f"resume={spec}: the run already completed; evaluate it with: experiments-evaluate \"ckpt_path='{spec}'\""
         )
     if cfg.get("ckpt_path") not in (None, "last"):
         raise ConfigError(

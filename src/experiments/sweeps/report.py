@@ -1,7 +1,7 @@
 """The sweep report: summary.csv, summary.md, heatmap.png and curves.png in the sweep directory.
 
 Written by `SweepReportCallback` when a Hydra multirun ends (hydra.callbacks.sweep_report in
-conf/hydra/default.yaml) and by `python scripts/compare_runs.py <sweep dir>` for any sweep, including an
+conf/hydra/default.yaml) and by `experiments-compare sweep_dir=<sweep dir>` for any sweep, including an
 interrupted or partial one. This module is imported by Hydra at start-up, so matplotlib is only
 imported when a report is written.
 """
@@ -170,7 +170,7 @@ class SweepReportCallback(Callback):
         except Exception as exc:  # the jobs' results are safe on disk; the report can be rebuilt
             print(
                 f"error: sweep report failed ({type(exc).__name__}: {exc}); rebuild it with "
-                f"python scripts/compare_runs.py {sweep_dir}",
+                f"experiments-compare sweep_dir={sweep_dir}",
                 flush=True,
             )
             return

@@ -1,0 +1,471 @@
+"""The config's schema: a dataclass per yaml file, its types enforced by OmegaConf and its ranges next to its fields.
+
+Each yaml file names its schema first in its defaults list (`- /schema/sgd@_here_`; Hydra's "extending
+configs" pattern), so Hydra refuses a value of the wrong type (`seed=abc`, `train=maybe`,
+`data.batch_size=2.5`) or an unknown key (`model.hiden=3`) while it composes, before our code runs.
+Values come from the yaml files; the dataclasses say only what each value may be. `validate` then turns
+the composed config into these dataclasses (`OmegaConf.to_object`), which runs each `__post_init__`: the
+range checks. No torch or Lightning here, so a config mistake is reported before they are imported.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from experiments.errors import ConfigError
+
+# Light copies of names defined next to torch imports (a test checks that they agree):
+# models/mlp.py ACTIVATIONS, data/files.py DATASETS, data/datamodule.py LOADERS.
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "gelu")
+DATASETS = ("mnist", "fashion_mnist")
+LOADERS = ("resident", "dataloader")
+
+# Above this a learning rate is a typo (a missing minus sign in an exponent), not a setting.
+MAX_LR = 10.0
+# Wider layers are a typo: one 784 x 65536 float32 layer already takes 200 MB.
+MAX_WIDTH = 65536
+# numpy and Lightning take 32-bit seeds (Lightning refuses others only once training starts).
+MAX_SEED = 2**32 - 1
+# Lightning's own format for a duration (lightning.pytorch.callbacks.Timer).
+DURATION = re.compile(r"\d+:\d\d:\d\d:\d\d")
+
+
+class Schema:
+    """Base of the schemas: KEY is where the node sits in the composed config, for the error messages."""
+
+    KEY: ClassVar[str] = ""
+    # Whether `+<key>.<name>=...` may add keys the schema does not declare (the trainer: any Trainer argument).
+    OPEN: ClassVar[bool] = False
+
+    def require(self, name: str, ok: bool, rule: str) -> None:
+        """ConfigError `<key>=<value> <rule>` unless ok. Comparisons with NaN are false, so a range refuses it."""
+        if not ok:
+            raise ConfigError(f"{_join(self.KEY, name)}={_show(getattr(self, name))} {rule}")
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _show(value: Any) -> str:
+    """A value as a command line writes it: `true`, `null`, `0`, `relu` (not `True`, `None`, `0.0`, `'relu'`)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:  # OmegaConf made `0` a float
+        return str(int(value))
+    return repr(value) if value == "" else str(value)
+
+
+def _one_of(choices: Sequence[str]) -> str:
+    return "is not supported; choose " + " | ".join(choices)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_fraction(value: Any) -> bool:
+    return isinstance(value, float) and 0 <= value <= 1
+
+
+def _finite_at_least(value: float, low: float) -> bool:
+    return math.isfinite(value) and value >= low
+
+
+# --- top level: conf/train.yaml ---
+
+
+@dataclass
+class TrainConfig(Schema):
+    # Groups: each option's yaml file brings its own schema.
+    data: Any = MISSING
+    model: Any = MISSING
+    trainer: Any = MISSING
+    logger: Any = None
+    callbacks: Any = None
+    paths: Any = MISSING
+    run_name: str = MISSING
+    seed: int = MISSING
+    flush_denormal: bool = MISSING
+    train: bool = MISSING
+    test: bool = MISSING
+    test_figures: int = MISSING
+    ckpt_path: str | None = MISSING
+    resume: str | None = MISSING
+    optimized_metric: str = MISSING
+
+    def __post_init__(self) -> None:
+        self.require("seed", 0 <= self.seed <= MAX_SEED, f"must be in [0, {MAX_SEED}]")
+        self.require("test_figures", self.test_figures >= 0, "must be >= 0 (0: no figures)")
+
+
+# --- data: conf/data/*.yaml, the arguments of experiments.data.datamodule.MNISTDataModule ---
+
+
+@dataclass
+class DataConfig(Schema):
+    KEY: ClassVar[str] = "data"
+    _target_: str = MISSING
+    dataset: str = MISSING
+    data_dir: str = MISSING
+    batch_size: int = MISSING
+    eval_batch_size: int = MISSING
+    val_size: int = MISSING
+    normalize: bool = MISSING
+    mean: float = MISSING
+    std: float = MISSING
+    seed: int = MISSING
+    loader: str = MISSING
+    drop_last: bool = MISSING
+    num_workers: int = MISSING
+    pin_memory: bool = MISSING
+    persistent_workers: bool = MISSING
+    search_dirs: list[str] = MISSING
+    cache_dir: str = MISSING
+
+    def __post_init__(self) -> None:
+        self.require("dataset", self.dataset in DATASETS, _one_of(DATASETS))
+        self.require("batch_size", self.batch_size >= 1, "must be >= 1")
+        self.require("eval_batch_size", self.eval_batch_size >= 1, "must be >= 1")
+        # The upper bounds depend on the dataset's size: the DataModule checks them once it has read the files.
+        self.require("val_size", self.val_size >= 0, "must be >= 0")
+        self.require("mean", math.isfinite(self.mean), "must be a finite number")
+        self.require("std", math.isfinite(self.std) and self.std > 0, "must be a finite number > 0")
+        self.require("loader", self.loader in LOADERS, _one_of(LOADERS))
+        self.require("num_workers", self.num_workers >= 0, "must be >= 0 (0: load in the main process)")
+
+
+# --- model: conf/model/mlp.yaml, the arguments of experiments.models.classifier.MNISTClassifier ---
+
+
+@dataclass
+class MLPConfig(Schema):
+    KEY: ClassVar[str] = "model"
+    _target_: str = MISSING
+    # Groups: each option's yaml file brings its own schema; model/scheduler=none leaves an empty node.
+    optimizer: Any = None
+    scheduler: Any = None
+    input_size: int = MISSING
+    num_classes: int = MISSING
+    hidden_sizes: list[int] = MISSING
+    activation: str = MISSING
+    dropout: float = MISSING
+    compile: bool = MISSING
+
+    def __post_init__(self) -> None:
+        self.require(
+            "optimizer",
+            self.optimizer is not None,
+            "must be set; pick one with model/optimizer=sgd|adam|adamw|rmsprop|adagrad",
+        )
+        self.require("input_size", self.input_size >= 1, "must be >= 1")
+        self.require("num_classes", self.num_classes >= 2, "must be >= 2")
+        self.require(
+            "hidden_sizes",
+            len(self.hidden_sizes) > 0 and all(1 <= width <= MAX_WIDTH for width in self.hidden_sizes),
+            f"must be a non-empty list of layer widths in [1, {MAX_WIDTH}], e.g. [128,128]",
+        )
+        self.require("activation", self.activation in ACTIVATIONS, _one_of(ACTIVATIONS))
+        self.require("dropout", 0 <= self.dropout < 1, "must be in [0, 1)")
+
+
+# --- model.optimizer: conf/model/optimizer/*.yaml, partials of torch.optim classes ---
+
+
+@dataclass
+class OptimizerConfig(Schema):
+    KEY: ClassVar[str] = "model.optimizer"
+    _target_: str = MISSING
+    _partial_: bool = MISSING
+    foreach: bool | None = MISSING
+    lr: float = MISSING
+    weight_decay: float = MISSING
+
+    def __post_init__(self) -> None:
+        self.require("lr", self.lr > 0, "must be > 0")
+        self.require("lr", self.lr <= MAX_LR, f"must be <= {MAX_LR:g}: a larger learning rate is a typo")
+        self.require("weight_decay", _finite_at_least(self.weight_decay, 0), "must be a finite number >= 0")
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    momentum: float = MISSING
+    nesterov: bool = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require("momentum", 0 <= self.momentum < 1, "must be in [0, 1)")
+        self.require("nesterov", not self.nesterov or self.momentum > 0, "needs model.optimizer.momentum > 0")
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    """Adam and AdamW."""
+
+    betas: list[float] = MISSING
+    eps: float = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require(
+            "betas",
+            len(self.betas) == 2 and all(0 <= beta < 1 for beta in self.betas),
+            "must be two numbers, each in [0, 1), e.g. [0.9,0.999]",
+        )
+        self.require("eps", 0 < self.eps <= 1, "must be in (0, 1]")
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    alpha: float = MISSING
+    momentum: float = MISSING
+    eps: float = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require("alpha", 0 <= self.alpha < 1, "must be in [0, 1)")
+        self.require("momentum", 0 <= self.momentum < 1, "must be in [0, 1)")
+        self.require("eps", 0 < self.eps <= 1, "must be in (0, 1]")
+
+
+@dataclass
+class AdagradConfig(OptimizerConfig):
+    eps: float = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require("eps", 0 < self.eps <= 1, "must be in (0, 1]")
+
+
+# --- model.scheduler: conf/model/scheduler/*.yaml, partials of torch.optim.lr_scheduler classes ---
+
+
+@dataclass
+class OneCycleConfig(Schema):
+    KEY: ClassVar[str] = "model.scheduler"
+    _target_: str = MISSING
+    _partial_: bool = MISSING
+    max_lr: float = MISSING
+    pct_start: float = MISSING
+    cycle_momentum: bool = MISSING
+
+    def __post_init__(self) -> None:
+        self.require("max_lr", self.max_lr > 0, "must be > 0")
+        self.require("max_lr", self.max_lr <= MAX_LR, f"must be <= {MAX_LR:g}: a larger learning rate is a typo")
+        self.require("pct_start", 0 <= self.pct_start <= 1, "must be in [0, 1]")
+
+
+@dataclass
+class CosineConfig(Schema):
+    KEY: ClassVar[str] = "model.scheduler"
+    _target_: str = MISSING
+    _partial_: bool = MISSING
+    eta_min: float = MISSING
+
+    def __post_init__(self) -> None:
+        self.require("eta_min", _finite_at_least(self.eta_min, 0), "must be a finite number >= 0")
+
+
+# --- trainer: conf/trainer/*.yaml, the arguments of lightning.pytorch.Trainer ---
+
+
+@dataclass
+class TrainerConfig(Schema):
+    """The Trainer arguments the yaml files set. `+trainer.<name>=...` adds any other Trainer argument:
+    Lightning checks those when it builds the Trainer. `Any` marks Lightning's unions that OmegaConf
+    cannot express; __post_init__ checks their types."""
+
+    KEY: ClassVar[str] = "trainer"
+    OPEN: ClassVar[bool] = True
+    _target_: str = MISSING
+    default_root_dir: str | None = MISSING
+    accelerator: str = MISSING
+    devices: Any = MISSING  # int | str | list[int]
+    strategy: str = MISSING
+    precision: Any = MISSING  # str | int; Lightning checks the value
+    max_epochs: int = MISSING
+    min_epochs: int | None = MISSING
+    max_steps: int = MISSING
+    max_time: str | None = MISSING
+    accumulate_grad_batches: int = MISSING
+    gradient_clip_val: float | None = MISSING
+    gradient_clip_algorithm: str | None = MISSING
+    limit_train_batches: Any = MISSING  # int | float | None
+    limit_val_batches: Any = MISSING  # int | float | None
+    limit_test_batches: Any = MISSING  # int | float | None
+    val_check_interval: Any = MISSING  # int | float | "DD:HH:MM:SS" | None
+    check_val_every_n_epoch: int | None = MISSING
+    num_sanity_val_steps: int | None = MISSING
+    log_every_n_steps: int | None = MISSING
+    fast_dev_run: Any = MISSING  # bool | int
+    overfit_batches: Any = MISSING  # int | float
+    deterministic: Any = MISSING  # bool | "warn" | None
+    benchmark: bool | None = MISSING
+    detect_anomaly: bool = MISSING
+    profiler: str | None = MISSING
+    enable_model_summary: bool | None = MISSING
+    enable_progress_bar: bool | None = MISSING
+    sync_batchnorm: bool = MISSING
+
+    def __post_init__(self) -> None:
+        devices = self.devices
+        self.require(
+            "devices",
+            (_is_int(devices) and (devices >= 1 or devices == -1))
+            or (isinstance(devices, str) and devices != "")
+            or (isinstance(devices, list) and len(devices) > 0 and all(_is_int(d) and d >= 0 for d in devices)),
+            "must be a number of devices >= 1, -1 (all), auto, or a list of device indices",
+        )
+        count = len(devices) if isinstance(devices, list) else devices if _is_int(devices) else 1
+        # Lightning would quietly train on one device only.
+        self.require(
+            "devices",
+            count <= 1 or self.strategy not in ("single_device", "single_xla"),
+            f"needs a multi-device strategy, not trainer.strategy={self.strategy}; "
+            "use trainer=ddp (or trainer.devices=1)",
+        )
+        self.require(
+            "precision",
+            _is_int(self.precision) or isinstance(self.precision, str),
+            "must be a name such as 32-true or bf16-mixed",
+        )
+        self.require("max_epochs", self.max_epochs >= 1 or self.max_epochs == -1, "must be >= 1, or -1 (no limit)")
+        self.require(
+            "max_epochs",
+            self.max_epochs != -1 or self.max_steps > 0 or self.max_time is not None,
+            "trains forever; set trainer.max_steps > 0 or trainer.max_time",
+        )
+        self.require("min_epochs", self.min_epochs is None or self.min_epochs >= 0, "must be >= 0")
+        self.require("max_steps", self.max_steps >= -1, "must be >= 0, or -1 (no limit)")
+        self.require(
+            "max_time", self.max_time is None or _duration(self.max_time), "must be DD:HH:MM:SS, e.g. 00:01:30:00"
+        )
+        self.require("accumulate_grad_batches", self.accumulate_grad_batches >= 1, "must be >= 1")
+        clip = self.gradient_clip_val
+        self.require("gradient_clip_val", clip is None or _finite_at_least(clip, 0), "must be a finite number >= 0")
+        self.require(
+            "gradient_clip_algorithm",
+            self.gradient_clip_algorithm in (None, "norm", "value"),
+            _one_of(("norm", "value")),
+        )
+        for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+            value = getattr(self, name)
+            self.require(name, value is None or _batches(value), f"{_BATCHES}, or null (all)")
+        interval = self.val_check_interval
+        self.require(
+            "val_check_interval",
+            interval is None
+            or (_is_int(interval) and interval >= 1)
+            or (_is_fraction(interval) and interval > 0)
+            or _duration(interval),
+            "must be an int >= 1 (batches), a float in (0, 1] (a fraction of the epoch), a DD:HH:MM:SS duration, "
+            "or null (after each epoch)",
+        )
+        every = self.check_val_every_n_epoch
+        self.require("check_val_every_n_epoch", every is None or every >= 1, "must be >= 1, or null")
+        sanity = self.num_sanity_val_steps
+        self.require("num_sanity_val_steps", sanity is None or sanity >= -1, "must be >= 0, or -1 (all batches)")
+        log_every = self.log_every_n_steps
+        self.require("log_every_n_steps", log_every is None or log_every >= 0, "must be >= 0 (0: no per-step logs)")
+        dev_run = self.fast_dev_run
+        self.require(
+            "fast_dev_run",
+            isinstance(dev_run, bool) or (_is_int(dev_run) and dev_run >= 0),
+            "must be true, false or a number of batches",
+        )
+        self.require("overfit_batches", _batches(self.overfit_batches), _BATCHES)
+        deterministic = self.deterministic
+        self.require(
+            "deterministic",
+            deterministic is None or isinstance(deterministic, bool) or deterministic == "warn",
+            "must be true, false, warn or null",
+        )
+
+
+_BATCHES = "must be an int >= 0 (batches) or a float in [0, 1] (a fraction of them)"
+
+
+def _batches(value: Any) -> bool:
+    """Lightning's rule for limit_*_batches and overfit_batches."""
+    return (_is_int(value) and value >= 0) or _is_fraction(value)
+
+
+def _duration(value: Any) -> bool:
+    return isinstance(value, str) and DURATION.fullmatch(value) is not None
+
+
+# --- registration and validation ---
+
+# The schema of each yaml file, stored as `schema/<name>`: what its defaults list names.
+SCHEMAS: dict[str, type[Schema]] = {
+    "train": TrainConfig,
+    "data": DataConfig,
+    "mlp": MLPConfig,
+    "sgd": SGDConfig,
+    "adam": AdamConfig,
+    "rmsprop": RMSpropConfig,
+    "adagrad": AdagradConfig,
+    "onecycle": OneCycleConfig,
+    "cosine": CosineConfig,
+    "trainer": TrainerConfig,
+}
+
+
+def register() -> None:
+    """Put the schemas in Hydra's ConfigStore, where the yaml files' defaults lists find them."""
+    store = ConfigStore.instance()
+    for name, node in SCHEMAS.items():
+        store.store(group="schema", name=name, node=node)
+
+
+def validate(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
+    """Raise ConfigError for the first invalid value of a composed config.
+
+    Types were enforced while Hydra composed it; this adds what OmegaConf lets through (booleans written
+    as yes/1, keys added with `+`) and the ranges (each schema's __post_init__). `overrides` are the
+    command line's, for the booleans.
+    """
+    _strict_booleans(cfg, overrides)
+    _refuse_added_keys(cfg, "")
+    try:
+        OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as exc:  # an interpolation that does not resolve, e.g. `~model/optimizer`
+        raise ConfigError(f"{exc.full_key}: {str(exc).splitlines()[0]}") from exc
+
+
+def _strict_booleans(cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """OmegaConf reads yes/no/on/off/1/0 into a boolean; on the command line a boolean is true or false."""
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        if override.is_delete() or override.is_sweep_override():
+            continue
+        value = OmegaConf.select(cfg, override.key_or_group, default=None)
+        if isinstance(value, bool) and not isinstance(override.value(), bool):
+            given = override.get_value_element_as_str()
+            raise ConfigError(f"{override.key_or_group}={given} must be true or false")
+
+
+def _refuse_added_keys(node: DictConfig, key: str) -> None:
+    """`+<key>.<name>=...` inserts keys past the schema; only an open schema (the trainer's) takes them."""
+    schema = OmegaConf.get_type(node)
+    if isinstance(schema, type) and issubclass(schema, Schema) and not schema.OPEN:
+        declared = {f.name for f in fields(schema)}
+        for name in node:
+            if name not in declared:
+                raise ConfigError(
+                    f"{_join(key, str(name))}={_show(node.get(name))} is not a key of {key or 'the config'} (only "
+                    "trainer takes keys added with +); `python train.py --cfg job` lists the keys"
+                )
+    for name, child in node.items_ex(resolve=False):
+        if isinstance(child, DictConfig):
+            _refuse_added_keys(child, _join(key, str(name)))
