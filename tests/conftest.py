@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import lightning  # noqa: F401  -- imported before any test captures stderr: Lightning keeps a handler on it
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig

@@ -55,9 +55,9 @@ def test_model_optimizer_and_scheduler_options_build(optimizer: str, scheduler: 
     cfg = compose_config([f"model/optimizer={optimizer}", f"model/scheduler={scheduler}"])
     model = hydra.utils.instantiate(cfg.model, _convert_="all")
     assert isinstance(model, MNISTClassifier)
-    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, accelerator="cpu")
+    # max_steps with max_epochs=-1: estimated_stepping_batches needs no data then.
+    trainer = L.Trainer(max_epochs=-1, max_steps=10, logger=False, enable_checkpointing=False, accelerator="cpu")
     model.trainer = trainer
-    trainer.fit_loop.epoch_loop.max_steps = 10  # estimated_stepping_batches needs a bound without data
     configured = model.configure_optimizers()
     optim = configured["optimizer"] if isinstance(configured, dict) else configured
     assert type(optim).__name__.lower() == optimizer
