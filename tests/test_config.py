@@ -25,6 +25,8 @@ def options(group: str) -> list[str]:
 
 def test_every_group_has_its_options() -> None:
     assert options("data") == ["fashion_mnist", "mnist"]
+    assert options("model") == ["cnn", "linear", "mlp"]
+    assert options("model/loss") == ["cross_entropy", "focal", "mse"]
     assert options("model/optimizer") == ["adagrad", "adam", "adamw", "rmsprop", "sgd"]
     assert options("model/scheduler") == ["cosine", "none", "onecycle"]
     assert {"default", "cpu", "gpu", "mps", "ddp"} <= set(options("trainer"))
@@ -68,9 +70,24 @@ def test_model_optimizer_and_scheduler_options_build(optimizer: str, scheduler: 
         assert configured["lr_scheduler"]["interval"] == "step"
 
 
+@pytest.mark.parametrize("network", options("model"))
+@pytest.mark.parametrize("loss", options("model/loss"))
+def test_model_and_loss_options_build(network: str, loss: str) -> None:
+    cfg = compose_config([f"model={network}", f"model/loss={loss}"])
+    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    assert isinstance(model, MNISTClassifier)
+    assert model.hparams["net"] == cfg.model.net == network
+    assert model.hparams["loss"]["name"] == cfg.model.loss._target_
+    logits = model(torch.zeros(3, 1, 28, 28))
+    assert logits.shape == (3, 10)
+    assert torch.isfinite(model.criterion(logits, torch.tensor([0, 1, 2])))
+
+
+@pytest.mark.parametrize("network", ["mlp", "cnn"])
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu", "gelu"])
-def test_activations_build(activation: str) -> None:
-    cfg = compose_config([f"model.activation={activation}", "model.dropout=0.2"])
+def test_activations_build(network: str, activation: str) -> None:
+    overrides = [f"model={network}", f"model.activation={activation}"]
+    cfg = compose_config([*overrides, "model.dropout=0.2", "model.batch_norm=true"] if network == "mlp" else overrides)
     model = hydra.utils.instantiate(cfg.model, _convert_="all")
     logits = model(torch.zeros(3, 1, 28, 28))
     assert logits.shape == (3, 10)

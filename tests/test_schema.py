@@ -32,8 +32,11 @@ def test_name_lists_match_the_code() -> None:
     """The schema keeps copies of these names so that it needs no torch import."""
     from experiments.data.datamodule import LOADERS
     from experiments.data.files import DATASETS
+    from experiments.models.classifier import NETWORKS
     from experiments.models.mlp import ACTIVATIONS
 
+    assert tuple(NETWORKS) == schema.NETWORKS
+    assert {s.NET for s in schema.SCHEMAS.values() if issubclass(s, schema.ModelConfig)} == set(NETWORKS)
     assert tuple(ACTIVATIONS) == schema.ACTIVATIONS
     assert tuple(DATASETS) == schema.DATASETS
     assert schema.LOADERS == LOADERS
@@ -41,6 +44,7 @@ def test_name_lists_match_the_code() -> None:
 
 SHIPPED = [
     *(f"data={o}" for o in options("data")),
+    *(f"model={m} model/loss={o}" for m in options("model") for o in options("model/loss")),
     *(
         f"model/optimizer={o} model/scheduler={s}"
         for o in options("model/optimizer")
@@ -59,7 +63,7 @@ SHIPPED = [
 def test_every_shipped_option_passes_the_schema(overrides: str) -> None:
     cfg = composed(*overrides.split())
     schema.validate(cfg, overrides.split())
-    assert isinstance(cfg.model.hidden_sizes[0], int)
+    assert cfg.model.net in schema.NETWORKS
 
 
 @pytest.mark.parametrize(
@@ -81,6 +85,17 @@ def test_every_shipped_option_passes_the_schema(overrides: str) -> None:
             "model.activation=swish is not supported; choose relu | tanh | sigmoid | leaky_relu | gelu",
         ),
         (["model.compile=yes"], "model.compile=yes must be true or false"),
+        (["model.l1=-1"], "model.l1=-1 must be a finite number >= 0"),
+        (["model/loss=focal", "model.loss.gamma=-1"], "model.loss.gamma=-1 must be a finite number >= 0"),
+        (["model.loss.label_smoothing=1"], "model.loss.label_smoothing=1 must be in [0, 1)"),
+        (
+            ["model=cnn", "model.activation=swish"],
+            "model.activation=swish is not supported; choose relu | tanh | sigmoid | leaky_relu | gelu",
+        ),
+        (
+            ["model=linear", "model.net=mlp"],
+            "model.net=mlp is not the network model=linear configures; pick a network with model=linear|mlp|cnn",
+        ),
         (
             ["trainer.max_epochs=-1"],
             "trainer.max_epochs=-1 trains forever; set trainer.max_steps > 0 or trainer.max_time",

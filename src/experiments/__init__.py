@@ -1,1 +1,1 @@
-"""Lightning + Hydra experiment framework: MNIST-family data, an MLP classifier, sweeps and reports."""
+"""Lightning + Hydra experiment framework: MNIST-family data, linear/MLP/CNN classifiers, sweeps and reports."""

@@ -1,8 +1,8 @@
 """`experiments-compare sweep_dir=<sweep dir>`: (re)build the sweep report from the job directories.
 
 Works on any sweep directory, finished, interrupted or still running: summary.csv, summary.md,
-heatmap.png and curves.png are written into it and the best configuration is printed. The keys are in
-conf/compare.yaml.
+heatmap.png and curves.png are written into it (for a sweep over seeds, per configuration: see
+experiments.sweeps.report) and the best configuration is printed. The keys are in conf/compare.yaml.
 """
 
 from __future__ import annotations

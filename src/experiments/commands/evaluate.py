@@ -45,7 +45,6 @@ class Evaluation:
 
 def evaluate(files: RunFiles, data_dir: Any = None, batch_size: int = 1000, device: str = "auto") -> Evaluation:
     import torch
-    import torch.nn.functional as F
 
     from experiments.runs.checkpoints import model_from_checkpoint
     from experiments.runs.files import resolve_device
@@ -64,7 +63,7 @@ def evaluate(files: RunFiles, data_dir: Any = None, batch_size: int = 1000, devi
         for inputs, targets in datamodule.test_dataloader():
             inputs, targets = inputs.to(target), targets.to(target)
             logits = model(inputs)
-            loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
+            loss_sum += float(model.criterion(logits, targets)) * len(targets)  # the run's own loss
             hits = (logits.argmax(-1) == targets).long()
             correct += torch.bincount(targets, weights=hits, minlength=len(classes)).long().cpu()
             totals += torch.bincount(targets, minlength=len(classes)).cpu()

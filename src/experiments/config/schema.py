@@ -23,8 +23,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from experiments.errors import ConfigError
 
-# Light copies of names defined next to torch imports (a test checks that they agree):
-# models/mlp.py ACTIVATIONS, data/files.py DATASETS, data/datamodule.py LOADERS.
+# Light copies of names defined next to torch imports (a test checks that they agree): models/classifier.py
+# NETWORKS, models/mlp.py ACTIVATIONS, data/files.py DATASETS, data/datamodule.py LOADERS.
+NETWORKS = ("linear", "mlp", "cnn")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "gelu")
 DATASETS = ("mnist", "fashion_mnist")
 LOADERS = ("resident", "dataloader")
@@ -146,38 +147,123 @@ class DataConfig(Schema):
         self.require("num_workers", self.num_workers >= 0, "must be >= 0 (0: load in the main process)")
 
 
-# --- model: conf/model/mlp.yaml, the arguments of experiments.models.classifier.MNISTClassifier ---
+# --- model: conf/model/{linear,mlp,cnn}.yaml, the arguments of experiments.models.classifier.MNISTClassifier ---
 
 
 @dataclass
-class MLPConfig(Schema):
+class ModelConfig(Schema):
+    """What every network's config has: the training settings; each network adds its own arguments."""
+
     KEY: ClassVar[str] = "model"
+    NET: ClassVar[str] = ""  # the network this yaml file describes
     _target_: str = MISSING
+    net: str = MISSING
     # Groups: each option's yaml file brings its own schema; model/scheduler=none leaves an empty node.
     optimizer: Any = None
     scheduler: Any = None
-    input_size: int = MISSING
+    loss: Any = None
     num_classes: int = MISSING
-    hidden_sizes: list[int] = MISSING
-    activation: str = MISSING
-    dropout: float = MISSING
+    l1: float = MISSING
     compile: bool = MISSING
 
     def __post_init__(self) -> None:
+        self.require(
+            "net",
+            self.net == self.NET,
+            f"is not the network model={self.NET} configures; pick a network with model={'|'.join(NETWORKS)}",
+        )
         self.require(
             "optimizer",
             self.optimizer is not None,
             "must be set; pick one with model/optimizer=sgd|adam|adamw|rmsprop|adagrad",
         )
-        self.require("input_size", self.input_size >= 1, "must be >= 1")
+        self.require("loss", self.loss is not None, "must be set; pick one with model/loss=cross_entropy|focal|mse")
         self.require("num_classes", self.num_classes >= 2, "must be >= 2")
+        self.require("l1", _finite_at_least(self.l1, 0), "must be a finite number >= 0")
+
+    def require_widths(self, name: str, example: str) -> None:
+        widths = getattr(self, name)
         self.require(
-            "hidden_sizes",
-            len(self.hidden_sizes) > 0 and all(1 <= width <= MAX_WIDTH for width in self.hidden_sizes),
-            f"must be a non-empty list of layer widths in [1, {MAX_WIDTH}], e.g. [128,128]",
+            name,
+            len(widths) > 0 and all(1 <= width <= MAX_WIDTH for width in widths),
+            f"must be a non-empty list of layer widths in [1, {MAX_WIDTH}], e.g. {example}",
         )
+
+
+@dataclass
+class LinearConfig(ModelConfig):
+    NET: ClassVar[str] = "linear"
+    input_size: int = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require("input_size", self.input_size >= 1, "must be >= 1")
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    NET: ClassVar[str] = "mlp"
+    input_size: int = MISSING
+    hidden_sizes: list[int] = MISSING
+    activation: str = MISSING
+    dropout: float = MISSING
+    batch_norm: bool = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require("input_size", self.input_size >= 1, "must be >= 1")
+        self.require_widths("hidden_sizes", "[128,128]")
         self.require("activation", self.activation in ACTIVATIONS, _one_of(ACTIVATIONS))
         self.require("dropout", 0 <= self.dropout < 1, "must be in [0, 1)")
+
+
+@dataclass
+class CNNConfig(ModelConfig):
+    NET: ClassVar[str] = "cnn"
+    channels: list[int] = MISSING
+    hidden_sizes: list[int] = MISSING
+    activation: str = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require(
+            "channels",
+            len(self.channels) == 2 and all(1 <= width <= MAX_WIDTH for width in self.channels),
+            f"must be the output channels of the two convolutions, each in [1, {MAX_WIDTH}], e.g. [6,16]",
+        )
+        self.require_widths("hidden_sizes", "[120,84]")
+        self.require("activation", self.activation in ACTIVATIONS, _one_of(ACTIVATIONS))
+
+
+# --- model.loss: conf/model/loss/*.yaml, partials of the functions in experiments.models.losses ---
+
+
+@dataclass
+class LossConfig(Schema):
+    KEY: ClassVar[str] = "model.loss"
+    _target_: str = MISSING
+    _partial_: bool = MISSING
+
+
+@dataclass
+class CrossEntropyConfig(LossConfig):
+    label_smoothing: float = MISSING
+
+    def __post_init__(self) -> None:
+        self.require("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)")
+
+
+@dataclass
+class FocalConfig(LossConfig):
+    gamma: float = MISSING
+
+    def __post_init__(self) -> None:
+        self.require("gamma", _finite_at_least(self.gamma, 0), "must be a finite number >= 0")
+
+
+@dataclass
+class MSEConfig(LossConfig):
+    pass
 
 
 # --- model.optimizer: conf/model/optimizer/*.yaml, partials of torch.optim classes ---
@@ -411,7 +497,12 @@ def _duration(value: Any) -> bool:
 SCHEMAS: dict[str, type[Schema]] = {
     "train": TrainConfig,
     "data": DataConfig,
+    "linear": LinearConfig,
     "mlp": MLPConfig,
+    "cnn": CNNConfig,
+    "cross_entropy": CrossEntropyConfig,
+    "focal": FocalConfig,
+    "mse": MSEConfig,
     "sgd": SGDConfig,
     "adam": AdamConfig,
     "rmsprop": RMSpropConfig,

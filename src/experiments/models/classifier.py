@@ -1,11 +1,11 @@
-"""The LightningModule that trains a classifier network with cross-entropy on its logits."""
+"""The LightningModule that trains a classifier network (linear, MLP or CNN) with a loss on its logits."""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -15,10 +15,17 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from experiments.errors import ConfigError
+from experiments.models import losses
+from experiments.models.cnn import LeNet
+from experiments.models.linear import SoftmaxRegression
 from experiments.models.mlp import MLP
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+# The networks by the name the config (`net`) and the checkpoints use.
+NETWORKS: dict[str, type[torch.nn.Module]] = {"linear": SoftmaxRegression, "mlp": MLP, "cnn": LeNet}
 
 # Schedulers whose length must match the run: the argument that receives the total number of steps.
 _TOTAL_STEPS_ARGUMENTS = ("total_steps", "T_max")
@@ -35,31 +42,39 @@ def describe_factory(factory: Callable[..., Any] | None) -> dict[str, Any] | Non
 
 
 class MNISTClassifier(L.LightningModule):
-    """Trains an MLP with cross-entropy on logits; softmax only where probabilities are wanted."""
+    """Trains the network named by `net` with a loss on its logits; softmax only where probabilities are wanted.
+
+    `network` holds the network's own arguments (models/linear.py, mlp.py, cnn.py): the checkpoint keeps
+    them with `net`, so that runs.checkpoints.model_from_checkpoint can build the same network again.
+    """
 
     def __init__(
         self,
-        input_size: int = 784,
+        net: str = "mlp",
         num_classes: int = 10,
-        hidden_sizes: Sequence[int] = (128, 128),
-        activation: str = "relu",
-        dropout: float = 0.0,
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | dict | None = None,
+        loss: Loss | None = None,
+        l1: float = 0.0,
         compile: bool = False,
+        **network: Any,
     ) -> None:
         super().__init__()
+        if net not in NETWORKS:
+            raise ValueError(f"net={net!r} is not a network; choose {' | '.join(NETWORKS)}")
         # Only plain values go into the checkpoint (loadable with torch.load(weights_only=True)):
-        # the optimizer/scheduler partials are stored as descriptions, not as pickled objects.
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        self.hparams["hidden_sizes"] = list(hidden_sizes)
+        # the optimizer/scheduler/loss partials are stored as descriptions, not as pickled objects.
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "loss"])
         self.hparams["optimizer"] = describe_factory(optimizer)
         self.optimizer_factory = optimizer or functools.partial(torch.optim.SGD, lr=0.05)
         # An empty scheduler config (the `none` option) means a constant learning rate.
         self.scheduler_factory = scheduler if callable(scheduler) else None
         self.hparams["scheduler"] = describe_factory(self.scheduler_factory)
+        self.criterion = loss or functools.partial(losses.cross_entropy)
+        self.hparams["loss"] = describe_factory(self.criterion)
+        self.l1 = l1
 
-        self.net = MLP(input_size, hidden_sizes, num_classes, activation, dropout)
+        self.net = NETWORKS[net](num_classes=num_classes, **network)
         if compile:
             self.net.compile()  # in place: state_dict keys stay loadable without compile
         # validate_args=False: the argument checks sync with the host on every update.
@@ -83,12 +98,22 @@ class MNISTClassifier(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        loss = self.criterion(logits, y)
+        logging = self._is_logging_step()
+        if self.l1 > 0:
+            penalty = self.l1 * self.l1_norm()
+            loss = loss + penalty
+            if logging:
+                self.log("train/l1", penalty.detach(), on_step=True, on_epoch=False)
         self.train_correct.add_((logits.detach().argmax(dim=-1) == y).sum())
         self.train_seen.add_(len(y))
-        if self._is_logging_step():
+        if logging:
             self.log("train/loss", loss.detach(), on_step=True, on_epoch=False)
         return loss
+
+    def l1_norm(self) -> torch.Tensor:
+        """The sum of |w| over the weight matrices and kernels: biases and BatchNorm scales (1-D) are left free."""
+        return sum(p.abs().sum() for p in self.net.parameters() if p.dim() > 1)
 
     def _is_logging_step(self) -> bool:
         """Whether Lightning writes step metrics to the loggers after this batch (every
@@ -115,7 +140,7 @@ class MNISTClassifier(L.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self.val_loss(F.cross_entropy(logits, y), weight=len(y))
+        self.val_loss(self.criterion(logits, y), weight=len(y))
         self.val_acc(logits, y)
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True)
         self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
@@ -136,7 +161,7 @@ class MNISTClassifier(L.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
-        self.test_loss(F.cross_entropy(logits, y), weight=len(y))
+        self.test_loss(self.criterion(logits, y), weight=len(y))
         self.test_acc(logits, y)
         self.test_confusion(logits, y)
         self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)

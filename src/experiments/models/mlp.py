@@ -16,7 +16,10 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 class MLP(nn.Sequential):
-    """Flatten -> [Linear -> activation -> Dropout] * len(hidden_sizes) -> Linear. Returns logits."""
+    """Flatten -> [Linear -> BatchNorm -> activation -> Dropout] * len(hidden_sizes) -> Linear. Returns logits.
+
+    BatchNorm and Dropout only where asked for (batch_norm=True, dropout > 0).
+    """
 
     def __init__(
         self,
@@ -25,11 +28,16 @@ class MLP(nn.Sequential):
         num_classes: int = 10,
         activation: str = "relu",
         dropout: float = 0.0,
+        batch_norm: bool = False,
     ) -> None:
         layers: list[nn.Module] = [nn.Flatten()]
         width = input_size
         for hidden in hidden_sizes:
-            layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
+            # BatchNorm subtracts the mean: a bias before it would be cancelled.
+            layers.append(nn.Linear(width, hidden, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(hidden))
+            layers.append(ACTIVATIONS[activation]())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = hidden

@@ -6,6 +6,7 @@ data, and unpickling arbitrary objects from a file someone handed you runs their
 
 from __future__ import annotations
 
+import functools
 import pickle
 import zipfile
 from pathlib import Path
@@ -18,8 +19,8 @@ from experiments.errors import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
-# The architecture arguments of MNISTClassifier that a checkpoint's hyper_parameters must provide.
-ARCHITECTURE_KEYS = ("input_size", "num_classes", "hidden_sizes", "activation", "dropout")
+# The training settings among a checkpoint's hyper_parameters; the others name the network and its arguments.
+TRAINING_KEYS = ("optimizer", "scheduler", "loss", "l1", "compile")
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -71,16 +72,22 @@ def check_matches(checkpoint: dict[str, Any], model: nn.Module, path: str | Path
 
 
 def model_from_checkpoint(path: str | Path) -> nn.Module:
-    """An MNISTClassifier with the checkpoint's architecture and weights, in eval mode."""
-    from experiments.models.classifier import MNISTClassifier  # Lightning import: only when a model is wanted
+    """An MNISTClassifier with the checkpoint's network, loss and weights, in eval mode."""
+    # Lightning import: only when a model is wanted.
+    from experiments.models.classifier import MNISTClassifier
+    from experiments.models.losses import LOSSES
 
     checkpoint = load_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters") or {}
-    missing = [k for k in ARCHITECTURE_KEYS if k not in hparams]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} has no {', '.join(missing)} in its hyper_parameters")
+    # Checkpoints from before the network was a choice hold an MLP's arguments and no `net`.
+    if "net" not in hparams and "hidden_sizes" not in hparams:
+        raise CheckpointError(f"checkpoint {path} has no net (or hidden_sizes) in its hyper_parameters")
+    network = {k: v for k, v in hparams.items() if k not in TRAINING_KEYS}
+    # The loss as describe_factory stored it; cross-entropy, the only loss before there was a choice, if none.
+    loss = dict(hparams.get("loss") or {"name": "cross_entropy"})
     try:
-        model = MNISTClassifier(**{k: hparams[k] for k in ARCHITECTURE_KEYS})
+        criterion = functools.partial(LOSSES[str(loss.pop("name")).rsplit(".", 1)[-1]], **loss)
+        model = MNISTClassifier(loss=criterion, **network)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} describes a model this code cannot build: {_short(exc)}") from None
     check_matches(checkpoint, model, path)

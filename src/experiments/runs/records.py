@@ -35,7 +35,10 @@ def run_info(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
         "batch_size": cfg.data.batch_size,
         "lr": cfg.model.optimizer.lr,
         "optimizer": str(cfg.model.optimizer._target_).rsplit(".", 1)[-1],
-        "hidden_sizes": list(cfg.model.hidden_sizes),
+        # Defaults for the configs of runs started before there was a choice (a resumed run keeps its config).
+        "model": cfg.model.get("net", "mlp"),
+        "loss": str(OmegaConf.select(cfg, "model.loss._target_", default="cross_entropy")).rsplit(".", 1)[-1],
+        "hidden_sizes": list(cfg.model.get("hidden_sizes") or []),
         "dataset": cfg.data.dataset,
         "seed": cfg.seed,
     }

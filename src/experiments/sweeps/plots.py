@@ -1,4 +1,5 @@
-"""Sweep figures: best val accuracy over batch size x learning rate, and val accuracy curves per job.
+"""Sweep figures: best val accuracy over batch size x learning rate, val accuracy curves per job, and the
+mean test accuracy of each configuration of a sweep over seeds.
 
 matplotlib is imported inside the functions (no pyplot, no GUI backend): only the report needs it.
 """
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from experiments.config.names import short_overrides
 from experiments.sweeps.results import COMPLETED, JobResult, varying_overrides
+from experiments.sweeps.stats import BEST, WITHIN_NOISE, ConfigResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
 _MAX_GRID_VALUES = 10
 _COLOR_SPAN = 10.0  # accuracy points covered by the heatmap's colour scale
 _ZOOM_SPAN = 5.0  # accuracy points shown in the curves' zoomed panel
+# Bars more than this many accuracy points below the best mean (chance level) are cut off at the left
+# edge: drawn in full, they would squash the differences between the good configurations.
+_BAR_SPAN = 10.0
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -82,7 +87,7 @@ def _scatter(ax: Axes, cells: dict[tuple[int, float], JobResult]) -> None:
     ax.set_yscale("log", base=2)
 
 
-def heatmap_figure(jobs: list[JobResult]) -> Figure:
+def heatmap_figure(jobs: list[JobResult], title: str = "Best validation accuracy") -> Figure:
     cells = _best_per_cell(jobs)
     sizes = {b for b, _ in cells}
     lrs = {lr for _, lr in cells}
@@ -97,7 +102,7 @@ def heatmap_figure(jobs: list[JobResult]) -> Figure:
         _scatter(ax, cells)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("batch size")
-    ax.set_title("Best validation accuracy")
+    ax.set_title(title)
     return fig
 
 
@@ -133,6 +138,39 @@ def curves_figure(jobs: list[JobResult]) -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     full.set_ylabel("val accuracy (%)")
     fig.suptitle("Validation accuracy per epoch (dashed: failed or incomplete jobs)")
+    return fig
+
+
+def bars_figure(configs: list[ConfigResult]) -> Figure:
+    """Mean test accuracy ± sample std per configuration, best on top: the best in orange, those within
+    noise of it in blue, the others in grey. Each label carries the numbers, as clipped bars lose them."""
+    fig = _figure(8.0, max(2.5, 0.5 * len(configs) + 1.5))
+    ax = fig.add_subplot()
+    shown = [c for c in configs if c.test.mean is not None]
+    if not shown:
+        ax.text(0.5, 0.5, "no configuration has a test accuracy", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    means = [(c.test.mean or 0.0) * 100 for c in shown]
+    stds = [(c.test.std or 0.0) * 100 for c in shown]
+    colors = [
+        "tab:orange" if c.verdict == BEST else "tab:blue" if c.verdict.startswith(WITHIN_NOISE) else "tab:gray"
+        for c in shown
+    ]
+    labels = [
+        f"{short_overrides(','.join(c.varied)) or c.label}\n{m:.2f} ± {s:.2f} (n={c.test.n})"
+        for c, m, s in zip(shown, means, stds, strict=True)
+    ]
+    ax.barh(range(len(shown)), means, xerr=stds, color=colors, capsize=4)
+    ax.set_yticks(range(len(shown)), labels, fontsize=8)
+    ax.invert_yaxis()
+    high = max(m + s for m, s in zip(means, stds, strict=True))
+    near = [m - s for m, s in zip(means, stds, strict=True) if m >= max(means) - _BAR_SPAN]
+    low = max(min(near) - 0.5, 0.0)
+    ax.set_xlim(low, min(high + 0.05 * (high - low) + 0.01, 100.0))
+    ax.set_xlabel("test accuracy (%), mean ± std over seeds")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title("Test accuracy per configuration (orange: best; blue: within noise of best; grey: worse)", fontsize=9)
     return fig
 
 

@@ -1,9 +1,15 @@
 """The sweep report: summary.csv, summary.md, heatmap.png and curves.png in the sweep directory.
 
+A sweep that repeats configurations over `seed` (e.g. `seed=1,2,3`) is reported per configuration instead:
+summary.csv and summary.md hold one row per configuration (n, mean, std, min, max over its seeds, and
+whether it is within noise of the best; experiments.sweeps.stats), the per-job rows move to jobs.csv and
+to the end of summary.md, and bars.png (mean test accuracy ± std) is also logged to TensorBoard as
+`sweep/bars` in <sweep dir>/report/. The heatmap, of means, is drawn only for a batch size x lr grid.
+
 Written by `SweepReportCallback` when a Hydra multirun ends (hydra.callbacks.sweep_report in
 conf/hydra/default.yaml) and by `experiments-compare sweep_dir=<sweep dir>` for any sweep, including an
-interrupted or partial one. This module is imported by Hydra at start-up, so matplotlib is only
-imported when a report is written.
+interrupted or partial one. This module is imported by Hydra at start-up, so matplotlib, scipy and
+torch are only imported when a report is written.
 """
 
 from __future__ import annotations
@@ -12,12 +18,25 @@ import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from experiments.sweeps.results import COMPLETED, FAILED, JobResult, collect_jobs, varying_overrides
+from experiments.sweeps.stats import (
+    ALPHA,
+    BEST,
+    RULE,
+    ConfigResult,
+    Spread,
+    group_by_config,
+    repeats_seeds,
+    within_noise,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +54,18 @@ CSV_COLUMNS = [
     "status",
     "error",
 ]
+CONFIG_COLUMNS = [
+    "rank",
+    "overrides",
+    "n",
+    "failed",
+    *(f"{metric}_{stat}" for metric in ("val_acc_best", "test_acc") for stat in ("mean", "std", "min", "max")),
+    "train_seconds_mean",
+    "p_value",
+    "verdict",
+]
+# Keys of a batch size x learning rate grid: only then is a heatmap of the configurations' means drawn.
+GRID_KEYS = {"data.batch_size", "model.optimizer.lr"}
 
 
 @dataclass
@@ -42,6 +73,7 @@ class SweepReport:
     sweep_dir: Path
     jobs: list[JobResult]  # best first
     files: dict[str, Path]
+    configs: list[ConfigResult] | None = None  # best first; None unless seeds were repeated
 
     @property
     def best(self) -> JobResult | None:
@@ -76,6 +108,56 @@ def write_csv(jobs: list[JobResult], path: Path) -> Path:
     return path
 
 
+def write_config_csv(configs: list[ConfigResult], path: Path) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CONFIG_COLUMNS)
+        for rank, config in enumerate(configs, 1):
+            spreads = [(s.mean, s.std, s.min, s.max) for s in (config.val, config.test)]
+            writer.writerow(
+                [
+                    rank,
+                    " ".join(config.overrides),
+                    config.n,
+                    config.failed,
+                    *(_fmt(value, ".4f") for spread in spreads for value in spread),
+                    _fmt(config.train_seconds, ".1f"),
+                    _fmt(config.p_value, ".4g"),
+                    config.verdict,
+                ]
+            )
+    return path
+
+
+def _mean_std(spread: Spread) -> str:
+    """'97.92 ± 0.05' in %; the mean alone for a single value."""
+    if spread.mean is None:
+        return ""
+    return f"{spread.mean * 100:.2f}" + ("" if spread.std is None else f" ± {spread.std * 100:.2f}")
+
+
+def config_markdown_table(configs: list[ConfigResult]) -> str:
+    lines = [
+        "| # | configuration | n | best val acc | test acc | test min-max | train s | failed | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for rank, config in enumerate(configs, 1):
+        test = config.test
+        cells = [
+            str(rank),
+            " ".join(f"`{o}`" for o in config.varied) or config.label,
+            str(config.n),
+            _mean_std(config.val),
+            _mean_std(test),
+            "" if test.min is None or test.max is None else f"{test.min * 100:.2f}-{test.max * 100:.2f}",
+            _fmt(config.train_seconds, ".1f"),
+            str(config.failed) if config.failed else "",
+            f"**{config.verdict}**" if config.verdict == BEST else config.verdict,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_table(jobs: list[JobResult]) -> str:
     """The table only (the README embeds it): overrides that differ between jobs, metrics in %."""
     _, varied = varying_overrides(jobs)
@@ -101,20 +183,41 @@ def markdown_table(jobs: list[JobResult]) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(jobs: list[JobResult], sweep_dir: Path, path: Path) -> Path:
+def write_markdown(
+    jobs: list[JobResult], sweep_dir: Path, path: Path, configs: list[ConfigResult] | None = None
+) -> Path:
     shared, _ = varying_overrides(jobs)
     completed = sum(j.status == COMPLETED for j in jobs)
-    lines = [
-        f"# Sweep {sweep_dir.name}",
-        "",
-        f"{len(jobs)} jobs: {completed} completed, {sum(j.status == FAILED for j in jobs)} failed, "
-        f"{len(jobs) - completed - sum(j.status == FAILED for j in jobs)} incomplete. Sorted best first by best "
-        "validation accuracy; accuracies in %; samples/s is training throughput (mean over epochs).",
-        "",
-    ]
+    failed = sum(j.status == FAILED for j in jobs)
+    counts = f"{len(jobs)} jobs: {completed} completed, {failed} failed, {len(jobs) - completed - failed} incomplete."
+    if configs is None:
+        lines = [
+            f"# Sweep {sweep_dir.name}",
+            "",
+            f"{counts} Sorted best first by best validation accuracy; accuracies in %; samples/s is training "
+            "throughput (mean over epochs).",
+            "",
+        ]
+    else:
+        lines = [
+            f"# Sweep {sweep_dir.name}",
+            "",
+            f"{counts} {len(configs)} configurations, each run with several seeds: one row per configuration, "
+            "sorted best first by mean best validation accuracy; accuracies in % as mean ± sample std over its "
+            "n completed jobs; train s is their mean training time; failed counts failed or incomplete jobs.",
+            "",
+            f"Ranking rule: {RULE}",
+            "",
+        ]
     if shared:
         lines += ["Common to all jobs: " + " ".join(f"`{o}`" for o in shared), ""]
-    lines += [markdown_table(jobs), "", "![best val accuracy](heatmap.png)", "", "![val accuracy](curves.png)", ""]
+    if configs is None:
+        lines += [markdown_table(jobs), "", "![best val accuracy](heatmap.png)", "", "![val accuracy](curves.png)", ""]
+    else:
+        lines += [config_markdown_table(configs), "", "![test accuracy per configuration](bars.png)", ""]
+        if (sweep_dir / "heatmap.png").is_file():
+            lines += ["![mean best val accuracy](heatmap.png)", ""]
+        lines += ["![val accuracy](curves.png)", "", "## Jobs", "", markdown_table(jobs), ""]
     problems = [j for j in jobs if j.status != COMPLETED]
     if problems:
         lines += ["## Failed or incomplete jobs", ""]
@@ -125,17 +228,60 @@ def write_markdown(jobs: list[JobResult], sweep_dir: Path, path: Path) -> Path:
 
 
 def write_report(sweep_dir: Path) -> SweepReport:
-    """Collect every job under `sweep_dir` and write the four report files next to them."""
+    """Collect every job under `sweep_dir` and write the report files next to them."""
     from experiments.sweeps import plots as sweep_plots  # matplotlib: only now
 
     jobs = collect_jobs(sweep_dir)
+    if not repeats_seeds(jobs):
+        files = {
+            "csv": write_csv(jobs, sweep_dir / "summary.csv"),
+            "markdown": write_markdown(jobs, sweep_dir, sweep_dir / "summary.md"),
+            "heatmap": sweep_plots.save(sweep_plots.heatmap_figure(jobs), sweep_dir / "heatmap.png"),
+            "curves": sweep_plots.save(sweep_plots.curves_figure(jobs), sweep_dir / "curves.png"),
+        }
+        return SweepReport(sweep_dir, jobs, files)
+
+    configs = group_by_config(jobs)
     files = {
-        "csv": write_csv(jobs, sweep_dir / "summary.csv"),
-        "markdown": write_markdown(jobs, sweep_dir, sweep_dir / "summary.md"),
-        "heatmap": sweep_plots.save(sweep_plots.heatmap_figure(jobs), sweep_dir / "heatmap.png"),
+        "csv": write_config_csv(configs, sweep_dir / "summary.csv"),
+        "jobs": write_csv(jobs, sweep_dir / "jobs.csv"),
+        "bars": write_bars(sweep_plots.bars_figure(configs), sweep_dir / "bars.png", sweep_dir / "report"),
+        "tensorboard": sweep_dir / "report",
         "curves": sweep_plots.save(sweep_plots.curves_figure(jobs), sweep_dir / "curves.png"),
     }
-    return SweepReport(sweep_dir, jobs, files)
+    # Means over a batch size x lr grid read as a heatmap; other concepts (optimizers, models) have no axes.
+    (sweep_dir / "heatmap.png").unlink(missing_ok=True)  # left by an earlier report of this sweep
+    if len(configs) > 1 and all(o.lstrip("+~").partition("=")[0] in GRID_KEYS for c in configs for o in c.varied):
+        means = sweep_plots.heatmap_figure([mean_job(c) for c in configs], "Best validation accuracy, mean over seeds")
+        files["heatmap"] = sweep_plots.save(means, sweep_dir / "heatmap.png")
+    files["markdown"] = write_markdown(jobs, sweep_dir, sweep_dir / "summary.md", configs)
+    return SweepReport(sweep_dir, jobs, files, configs)
+
+
+def mean_job(config: ConfigResult) -> JobResult:
+    """A configuration as one job for the heatmap: its batch size, its lr, its mean best val accuracy."""
+    first = config.jobs[0]
+    status = COMPLETED if config.n else FAILED
+    return JobResult(
+        first.job, first.num, status, batch_size=first.batch_size, lr=first.lr, val_acc_best=config.val.mean
+    )
+
+
+def write_bars(fig: Figure, path: Path, log_dir: Path) -> Path:
+    """The bar chart as a PNG at `path` and, as image `sweep/bars`, in a TensorBoard event file in `log_dir`
+    (`tensorboard --logdir <sweep dir>` shows it next to the jobs' runs)."""
+    from PIL import Image
+    from torch.utils.tensorboard import SummaryWriter
+
+    from experiments.runs.figures import render
+
+    image = render(fig, dpi=110)
+    Image.fromarray(image).save(path)
+    for old in log_dir.glob("events.out.tfevents.*"):  # a rebuilt report replaces the chart, not adds one
+        old.unlink()
+    with SummaryWriter(log_dir=str(log_dir)) as writer:
+        writer.add_image("sweep/bars", image, dataformats="HWC")
+    return path
 
 
 def describe(report: SweepReport) -> str:
@@ -144,18 +290,36 @@ def describe(report: SweepReport) -> str:
     failed = [j for j in jobs if j.status != COMPLETED]
     lines = [f"Sweep: {len(jobs)} jobs, {len(jobs) - len(failed)} completed, {len(failed)} failed or incomplete"]
     best = report.best
+    configs = report.configs
     if best is None:
         lines.append("Best:   no job completed")
-    else:
+    elif configs is None:
         test = f", test acc {best.test_acc:.2%}" if best.test_acc is not None else ""
         lines.append(
             f"Best:   batch_size={best.batch_size} lr={best.lr:g}: val acc {best.val_acc_best:.2%}{test} ({best.job})"
         )
+    else:
+        top = configs[0]
+        lines.append(f"Best:   {top.label}: test acc {_percent(top.test)}, best val acc {_percent(top.val)}")
+        if len(configs) > 1:
+            lines.append(
+                f"Within noise of best: {within_noise(configs)} of {len(configs) - 1} other configurations "
+                f"(Welch's t-test on test accuracy: p >= {ALPHA:g}, or n<2)"
+            )
+    others = "summary.csv, jobs.csv, bars.png, curves.png" if configs else "summary.csv, heatmap.png, curves.png"
     lines += [
-        f"Report: {report.files['markdown']}  (summary.csv, heatmap.png, curves.png alongside)",
+        f"Report: {report.files['markdown']}  ({others} alongside)",
         f"TensorBoard: tensorboard --logdir {report.sweep_dir}",
     ]
     return "\n".join(lines)
+
+
+def _percent(spread: Spread) -> str:
+    """'97.92% ± 0.05% (n=3)'."""
+    if spread.mean is None:
+        return "none"
+    std = "" if spread.std is None else f" ± {spread.std:.2%}"
+    return f"{spread.mean:.2%}{std} (n={spread.n})"
 
 
 class SweepReportCallback(Callback):
