@@ -195,3 +195,10 @@ def test_regularization_settings_differ_in_one_knob_each() -> None:
     assert knobs["none"] == {"l1": 0, "weight_decay": 0, "dropout": 0}
     for name, changed in (("l1", "l1"), ("l2", "weight_decay"), ("dropout", "dropout")):
         assert {k for k, v in knobs[name].items() if v} == {changed}, name
+
+
+@pytest.mark.parametrize("model", ["linear", "cnn"])
+def test_penalties_apply_to_networks_without_dropout(model: str) -> None:
+    for name in ("none", "l1", "l2"):
+        overrides = [f"model={model}", f"regularization={name}"]
+        schema.validate(job_config(*overrides), overrides)
