@@ -119,9 +119,11 @@ def classic_loop(root: Path, batch_size: int, device: torch.device, epochs: int,
     return timed_epochs(lambda: train_epoch(model, optimizer, loader, device), epochs, warmup, device)
 
 
-def resident_tensors(root: Path, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def resident_tensors(root: Path, device: torch.device, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """The 55,000 training images, or the 5,000 held out (`split="val"`), normalised, on the device."""
     images, labels = load_split(dataset_class("mnist"), root, train=True)
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(SEED))[VAL_SIZE:]
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(SEED))
+    order = order[VAL_SIZE:] if split == "train" else order[:VAL_SIZE]
     inputs = images[order].to(device=device, dtype=torch.float32).div_(255).sub_(MEAN).div_(STD).flatten(1)
     return inputs, labels[order].to(device)
 
@@ -172,11 +174,7 @@ def project_trainer(
 def plain_epoch_with_eval(root: Path, batch_size: int, device: torch.device, epochs: int, warmup: int) -> list[float]:
     """Seconds per epoch of a plain loop doing what the default run does each epoch: train on 55,000
     images with the default optimizer and one-cycle schedule, then evaluate the 5,000 held-out ones."""
-    images, labels = load_split(dataset_class("mnist"), root, train=True)
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(SEED))
-    inputs = images[order].to(device=device, dtype=torch.float32).div_(255).sub_(MEAN).div_(STD).flatten(1)
-    targets = labels[order].to(device)
-    train_x, train_y, val_x, val_y = inputs[VAL_SIZE:], targets[VAL_SIZE:], inputs[:VAL_SIZE], targets[:VAL_SIZE]
+    (train_x, train_y), (val_x, val_y) = resident_tensors(root, device), resident_tensors(root, device, "val")
     cfg = project_config([f"data.batch_size={batch_size}"])
     torch.manual_seed(SEED)
     model = MLP().to(device)
