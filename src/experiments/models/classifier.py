@@ -41,6 +41,13 @@ def describe_factory(factory: Callable[..., Any] | None) -> dict[str, Any] | Non
     return {"name": getattr(factory, "__qualname__", repr(factory))}
 
 
+def logs_step_metrics(trainer: L.Trainer, step: int) -> bool:
+    """Whether Lightning writes the step metrics of optimizer step `step` (0-based) to the loggers: every
+    `trainer.log_every_n_steps` steps, and every step under fast_dev_run."""
+    every = trainer.log_every_n_steps
+    return bool(trainer.fast_dev_run) or (every > 0 and (step + 1) % every == 0)
+
+
 class MNISTClassifier(L.LightningModule):
     """Trains the network named by `net` with a loss on its logits; softmax only where probabilities are wanted.
 
@@ -116,11 +123,9 @@ class MNISTClassifier(L.LightningModule):
         return sum(p.abs().sum() for p in self.net.parameters() if p.dim() > 1)
 
     def _is_logging_step(self) -> bool:
-        """Whether Lightning writes step metrics to the loggers after this batch (every
-        `trainer.log_every_n_steps` optimizer steps): calling self.log on the other steps costs Python time
-        for a value nobody reads."""
-        every = self.trainer.log_every_n_steps
-        return bool(self.trainer.fast_dev_run) or (every > 0 and (self.trainer.global_step + 1) % every == 0)
+        """Whether Lightning writes this batch's step metrics to the loggers: calling self.log on the other
+        steps costs Python time for a value nobody reads."""
+        return logs_step_metrics(self.trainer, self.trainer.global_step)
 
     def on_train_epoch_start(self) -> None:
         self.train_correct.zero_()

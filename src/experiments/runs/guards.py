@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from experiments.errors import RunInterrupted, TrainingDiverged
+from experiments.models.classifier import logs_step_metrics
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -74,8 +75,7 @@ class GracefulStop(Callback):
         # batch's step metrics to the loggers only after the hook: write train/loss now, or the resumed run
         # (which starts at the next step) leaves a hole in the curve.
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        every = trainer.log_every_n_steps
-        if isinstance(loss, torch.Tensor) and every > 0 and trainer.global_step % every == 0:
+        if isinstance(loss, torch.Tensor) and logs_step_metrics(trainer, trainer.global_step - 1):
             for logger in trainer.loggers:
                 logger.log_metrics({"train/loss": float(loss)}, step=trainer.global_step - 1)
         trainer.save_checkpoint(path, weights_only=False)
@@ -118,8 +118,7 @@ class DivergenceGuard(Callback):
             return
         bad = ~torch.isfinite(loss)
         self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
-        every = trainer.log_every_n_steps
-        if every > 0 and trainer.global_step % every == 0:
+        if logs_step_metrics(trainer, trainer.global_step - 1):
             self._read(trainer)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
