@@ -11,6 +11,7 @@ range checks. No torch or Lightning here, so a config mistake is reported before
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -36,6 +37,19 @@ MAX_LR = 10.0
 MAX_WIDTH = 65536
 # numpy and Lightning take 32-bit seeds (Lightning refuses others only once training starts).
 MAX_SEED = 2**32 - 1
+# Above this a penalty (model.l1, weight_decay) outweighs any loss: the weights only shrink, or overflow.
+MAX_PENALTY = 1.0
+# Above this the focal loss leaves nothing to learn from: (1 - p) ** gamma is ~0 for every p.
+MAX_GAMMA = 10.0
+# DataLoader worker processes: more than a few per core only competes for the cores (and a typo forks thousands).
+MAX_WORKERS = 4 * (os.cpu_count() or 1)
+# Pixels are read into [0, 1]: a normalisation mean or std outside that range is not one of these images.
+PIXEL_RANGE = "in [0, 1] (pixels are read into [0, 1])"
+# Both datasets: ten classes of 28x28 images (experiments.data.files).
+NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10}
+IMAGE_PIXELS = 28 * 28
+# What train() returns for multirun searches to optimise (experiments.train).
+METRICS = ("val/acc_best", "val/acc", "test/acc", "test/loss")
 # Lightning's own format for a duration (lightning.pytorch.callbacks.Timer).
 DURATION = re.compile(r"\d+:\d\d:\d\d:\d\d")
 
@@ -84,6 +98,11 @@ def _finite_at_least(value: float, low: float) -> bool:
     return math.isfinite(value) and value >= low
 
 
+def _in(value: float, low: float, high: float) -> bool:
+    """low <= value <= high; false for NaN."""
+    return low <= value <= high
+
+
 # --- top level: conf/train.yaml ---
 
 
@@ -107,8 +126,38 @@ class TrainConfig(Schema):
     optimized_metric: str = MISSING
 
     def __post_init__(self) -> None:
+        for group in ("data", "model", "trainer"):
+            self.require(
+                group,
+                isinstance(getattr(self, group), Schema),
+                f"must be a config group; pick one with {group}=<option>",
+            )
+        for group in ("logger", "callbacks"):
+            self.require(
+                group,
+                isinstance(getattr(self, group), (dict, type(None))),
+                f"must be a config group; pick one with {group}=<option>",
+            )
         self.require("seed", 0 <= self.seed <= MAX_SEED, f"must be in [0, {MAX_SEED}]")
         self.require("test_figures", self.test_figures >= 0, "must be >= 0 (0: no figures)")
+        self.require("optimized_metric", self.optimized_metric in METRICS, _one_of(METRICS))
+        self.require(
+            "optimized_metric",
+            self.test or not self.optimized_metric.startswith("test/"),
+            "needs test=true (the test metrics exist only after testing)",
+        )
+        # Checked across groups: each knows only its own keys.
+        classes = NUM_CLASSES[self.data.dataset]
+        if self.model.num_classes != classes:
+            raise ConfigError(
+                f"model.num_classes={self.model.num_classes} must be {classes}: "
+                f"data={self.data.dataset} has {classes} classes"
+            )
+        size = getattr(self.model, "input_size", IMAGE_PIXELS)
+        if size != IMAGE_PIXELS:
+            raise ConfigError(
+                f"model.input_size={size} must be {IMAGE_PIXELS}: data={self.data.dataset} images are 28x28 pixels"
+            )
 
 
 # --- data: conf/data/*.yaml, the arguments of experiments.data.datamodule.MNISTDataModule ---
@@ -140,11 +189,18 @@ class DataConfig(Schema):
         self.require("batch_size", self.batch_size >= 1, "must be >= 1")
         self.require("eval_batch_size", self.eval_batch_size >= 1, "must be >= 1")
         # The upper bounds depend on the dataset's size: the DataModule checks them once it has read the files.
-        self.require("val_size", self.val_size >= 0, "must be >= 0")
-        self.require("mean", math.isfinite(self.mean), "must be a finite number")
-        self.require("std", math.isfinite(self.std) and self.std > 0, "must be a finite number > 0")
+        self.require(
+            "val_size", self.val_size >= 1, "must be >= 1 (for no validation at all: trainer.limit_val_batches=0)"
+        )
+        self.require("mean", _in(self.mean, 0, 1), f"must be {PIXEL_RANGE}")
+        self.require("std", _in(self.std, 0, 1) and self.std > 0, f"must be > 0 and {PIXEL_RANGE}")
+        self.require("seed", 0 <= self.seed <= MAX_SEED, f"must be in [0, {MAX_SEED}]")
         self.require("loader", self.loader in LOADERS, _one_of(LOADERS))
-        self.require("num_workers", self.num_workers >= 0, "must be >= 0 (0: load in the main process)")
+        self.require(
+            "num_workers",
+            0 <= self.num_workers <= MAX_WORKERS,
+            f"must be in [0, {MAX_WORKERS}] (0: load in the main process; at most 4 per CPU core)",
+        )
 
 
 # --- model: conf/model/{linear,mlp,cnn}.yaml, the arguments of experiments.models.classifier.MNISTClassifier ---
@@ -172,14 +228,29 @@ class ModelConfig(Schema):
             self.net == self.NET,
             f"is not the network model={self.NET} configures; pick a network with model={'|'.join(NETWORKS)}",
         )
+        # A schema instance: a value typed in place of the group (`model.loss=abc`) is not one.
         self.require(
             "optimizer",
-            self.optimizer is not None,
+            isinstance(self.optimizer, OptimizerConfig),
             "must be set; pick one with model/optimizer=sgd|adam|adamw|rmsprop|adagrad",
         )
-        self.require("loss", self.loss is not None, "must be set; pick one with model/loss=cross_entropy|focal|mse")
+        self.require(
+            "loss", isinstance(self.loss, LossConfig), "must be set; pick one with model/loss=cross_entropy|focal|mse"
+        )
+        self.require(
+            "scheduler",
+            self.scheduler in (None, {}) or isinstance(self.scheduler, (OneCycleConfig, CosineConfig)),
+            "must be a schedule; pick one with model/scheduler=onecycle|cosine|none",
+        )
         self.require("num_classes", self.num_classes >= 2, "must be >= 2")
-        self.require("l1", _finite_at_least(self.l1, 0), "must be a finite number >= 0")
+        self.require("l1", _in(self.l1, 0, MAX_PENALTY), f"must be in [0, {MAX_PENALTY:g}]: a larger penalty is a typo")
+        if isinstance(self.scheduler, CosineConfig) and isinstance(self.optimizer, OptimizerConfig):
+            eta_min, lr = self.scheduler.eta_min, self.optimizer.lr
+            if not eta_min <= lr:
+                raise ConfigError(
+                    f"model.scheduler.eta_min={_show(eta_min)} must be <= model.optimizer.lr={_show(lr)}: "
+                    "the cosine schedule decays from the learning rate down to eta_min"
+                )
 
     def require_widths(self, name: str, example: str) -> None:
         widths = getattr(self, name)
@@ -258,7 +329,9 @@ class FocalConfig(LossConfig):
     gamma: float = MISSING
 
     def __post_init__(self) -> None:
-        self.require("gamma", _finite_at_least(self.gamma, 0), "must be a finite number >= 0")
+        self.require(
+            "gamma", _in(self.gamma, 0, MAX_GAMMA), f"must be in [0, {MAX_GAMMA:g}]: a larger one leaves no loss"
+        )
 
 
 @dataclass
@@ -281,7 +354,11 @@ class OptimizerConfig(Schema):
     def __post_init__(self) -> None:
         self.require("lr", self.lr > 0, "must be > 0")
         self.require("lr", self.lr <= MAX_LR, f"must be <= {MAX_LR:g}: a larger learning rate is a typo")
-        self.require("weight_decay", _finite_at_least(self.weight_decay, 0), "must be a finite number >= 0")
+        self.require(
+            "weight_decay",
+            _in(self.weight_decay, 0, MAX_PENALTY),
+            f"must be in [0, {MAX_PENALTY:g}]: a larger penalty is a typo",
+        )
 
 
 @dataclass
@@ -360,7 +437,7 @@ class CosineConfig(Schema):
     eta_min: float = MISSING
 
     def __post_init__(self) -> None:
-        self.require("eta_min", _finite_at_least(self.eta_min, 0), "must be a finite number >= 0")
+        self.require("eta_min", _in(self.eta_min, 0, MAX_LR), f"must be in [0, {MAX_LR:g}]")
 
 
 # --- trainer: conf/trainer/*.yaml, the arguments of lightning.pytorch.Trainer ---
@@ -433,6 +510,11 @@ class TrainerConfig(Schema):
             "trains forever; set trainer.max_steps > 0 or trainer.max_time",
         )
         self.require("min_epochs", self.min_epochs is None or self.min_epochs >= 0, "must be >= 0")
+        self.require(
+            "min_epochs",
+            self.min_epochs is None or self.max_epochs == -1 or self.min_epochs <= self.max_epochs,
+            f"must be <= trainer.max_epochs={self.max_epochs}",
+        )
         self.require("max_steps", self.max_steps >= -1, "must be >= 0, or -1 (no limit)")
         self.require(
             "max_time", self.max_time is None or _duration(self.max_time), "must be DD:HH:MM:SS, e.g. 00:01:30:00"
