@@ -86,7 +86,10 @@ def test_every_shipped_option_passes_the_schema(overrides: str) -> None:
         ),
         (["model.compile=yes"], "model.compile=yes must be true or false"),
         (["model.l1=-1"], "model.l1=-1 must be in [0, 1]: a larger penalty is a typo"),
-        (["model/loss=focal", "model.loss.gamma=-1"], "model.loss.gamma=-1 must be in [0, 10]: a larger one leaves no loss"),
+        (
+            ["model/loss=focal", "model.loss.gamma=-1"],
+            "model.loss.gamma=-1 must be in [0, 10]: a larger one leaves no loss",
+        ),
         (["model.loss.label_smoothing=1"], "model.loss.label_smoothing=1 must be in [0, 1)"),
         (
             ["model=cnn", "model.activation=swish"],

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig
 
-from experiments.commands import CONFIG_DIR, one_line_errors, required
+from experiments.atomic import write_text
+from experiments.commands import CONFIG_DIR, one_line_errors, output_file, required
 from experiments.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ def main(cfg: DictConfig) -> None:
     batch_size = cfg.batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a positive integer")
+    output_file(cfg, "output", "metrics.json")  # checked before the work, not after it
 
     from experiments.runs.files import RunFiles  # torch: only now that there is work to do
 
@@ -110,7 +112,7 @@ def main(cfg: DictConfig) -> None:
     print(report(result, files), flush=True)
     if cfg.output:
         payload = {**asdict(result), "per_class": [{**asdict(c), "accuracy": c.accuracy} for c in result.per_class]}
-        Path(str(cfg.output)).write_text(json.dumps(payload, indent=2))
+        write_text(Path(str(cfg.output)), json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

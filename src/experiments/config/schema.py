@@ -126,18 +126,24 @@ class TrainConfig(Schema):
     optimized_metric: str = MISSING
 
     def __post_init__(self) -> None:
-        for group in ("data", "model", "trainer"):
+        for group in ("data", "model", "trainer", "paths"):
             self.require(
                 group,
                 isinstance(getattr(self, group), Schema),
                 f"must be a config group; pick one with {group}=<option>",
             )
         for group in ("logger", "callbacks"):
+            nodes = getattr(self, group)
             self.require(
-                group,
-                isinstance(getattr(self, group), (dict, type(None))),
-                f"must be a config group; pick one with {group}=<option>",
+                group, isinstance(nodes, (dict, type(None))), f"must be a config group; pick one with {group}=<option>"
             )
+            for name, node in (nodes or {}).items():
+                # Each entry is an object to build (`_target_: ...`), or empty to switch one off.
+                if not (node is None or node == {} or (isinstance(node, dict) and "_target_" in node)):
+                    raise ConfigError(
+                        f"{group}.{name}={_show(node)} is not an object to build (a node with _target_); "
+                        f"`python train.py --cfg job` lists the {group}"
+                    )
         self.require("seed", 0 <= self.seed <= MAX_SEED, f"must be in [0, {MAX_SEED}]")
         self.require("test_figures", self.test_figures >= 0, "must be >= 0 (0: no figures)")
         self.require("optimized_metric", self.optimized_metric in METRICS, _one_of(METRICS))
@@ -158,6 +164,18 @@ class TrainConfig(Schema):
             raise ConfigError(
                 f"model.input_size={size} must be {IMAGE_PIXELS}: data={self.data.dataset} images are 28x28 pixels"
             )
+
+
+# --- paths: conf/paths/default.yaml (where things are; Hydra makes the run directories under log_dir) ---
+
+
+@dataclass
+class PathsConfig(Schema):
+    KEY: ClassVar[str] = "paths"
+    data_dir: str = MISSING
+    log_dir: str = MISSING
+    cache_dir: str = MISSING
+    output_dir: str = MISSING
 
 
 # --- data: conf/data/*.yaml, the arguments of experiments.data.datamodule.MNISTDataModule ---
@@ -573,12 +591,50 @@ def _duration(value: Any) -> bool:
     return isinstance(value, str) and DURATION.fullmatch(value) is not None
 
 
+# --- scripts/benchmark.py: conf/benchmark.yaml ---
+
+BENCHMARK_SECTIONS = ("startup", "epoch", "throughput")
+BENCHMARK_DEVICES = ("cpu", "cuda", "both")
+
+
+@dataclass
+class BenchmarkConfig(Schema):
+    data_dir: str | None = MISSING
+    device: str = MISSING
+    sections: list[str] = MISSING
+    startup_runs: int = MISSING
+    epoch_batch_sizes: list[int] = MISSING
+    rounds: int = MISSING
+    batch_size: int = MISSING
+    only: str | None = MISSING
+    epochs: int = MISSING
+    warmup: int = MISSING
+    out: str = MISSING
+
+    def __post_init__(self) -> None:
+        self.require("device", self.device in BENCHMARK_DEVICES, _one_of(BENCHMARK_DEVICES))
+        self.require(
+            "sections",
+            len(self.sections) > 0 and all(s in BENCHMARK_SECTIONS for s in self.sections),
+            f"must be a non-empty list of {' | '.join(BENCHMARK_SECTIONS)}, e.g. [startup]",
+        )
+        for name in ("startup_runs", "rounds", "batch_size", "epochs"):
+            self.require(name, getattr(self, name) >= 1, "must be >= 1")
+        self.require("warmup", self.warmup >= 0, "must be >= 0")
+        self.require(
+            "epoch_batch_sizes",
+            len(self.epoch_batch_sizes) > 0 and all(b >= 1 for b in self.epoch_batch_sizes),
+            "must be a non-empty list of batch sizes >= 1, e.g. [128,64]",
+        )
+
+
 # --- registration and validation ---
 
 # The schema of each yaml file, stored as `schema/<name>`: what its defaults list names.
 SCHEMAS: dict[str, type[Schema]] = {
     "train": TrainConfig,
     "data": DataConfig,
+    "paths": PathsConfig,
     "linear": LinearConfig,
     "mlp": MLPConfig,
     "cnn": CNNConfig,
@@ -592,6 +648,7 @@ SCHEMAS: dict[str, type[Schema]] = {
     "onecycle": OneCycleConfig,
     "cosine": CosineConfig,
     "trainer": TrainerConfig,
+    "benchmark": BenchmarkConfig,
 }
 
 
