@@ -131,9 +131,11 @@ def report_failure(
         message = os_error_line(os_error)
     else:
         message = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
-    if isinstance(exc, RunInterrupted) and not full_error:
-        print(f"interrupted: {message}; continue with: {resume.command(output_dir)}", file=sys.stderr)
+    if isinstance(exc, RunInterrupted):
         mark_record(record_path, "interrupted", message)
+        if full_error:
+            raise exc
+        print(f"interrupted: {message}; continue with: {resume.command(output_dir)}", file=sys.stderr)
         sys.exit(128 + exc.signum)  # the shell convention for "killed by this signal"; stops a sweep too
 
     # A resumed run that cannot start (data moved, corrupt checkpoint) stays resumable as it was.
@@ -147,9 +149,12 @@ def report_failure(
         if keep:
             with contextlib.suppress(OSError):
                 where = log_traceback(exc, output_dir)
-        console += f" (traceback in {where}; HYDRA_FULL_ERROR=1 prints it here)" if where else (
-            " (HYDRA_FULL_ERROR=1 prints the traceback)"
+        hint = (
+            f"traceback in {where}; HYDRA_FULL_ERROR=1 prints it here"
+            if where
+            else "HYDRA_FULL_ERROR=1 prints the traceback"
         )
+        console = f"{message} ({hint})"
     if is_multirun() and not record_path.is_file():  # failed before training: the sweep report still lists the job
         with contextlib.suppress(OSError):
             write_json_atomic(record_path, {"overrides": overrides, "history": []})
