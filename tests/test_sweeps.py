@@ -233,7 +233,7 @@ def test_preset_grid_takes_plain_overrides_and_a_killed_sweep_reports_every_plan
     assert result.returncode == -9, result.stderr[-2000:]
     sweep_dir = only_sweep_dir(tmp_path / "outputs")
     plan = read_plan(sweep_dir)
-    assert plan is not None and plan.kind == "grid"
+    assert plan is not None and plan.kind == "grid" and not plan.finished
     planned = {job.num: job.overrides for job in plan.jobs}
     grid = [(size, lr) for size in (64, 128) for lr in (0.01, 0.03, 0.1, 0.3)]
     assert [(o[0], o[1]) for o in planned.values()] == [
@@ -290,6 +290,8 @@ def test_optuna_study_survives_diverging_trials(cli, mnist_dir: Path, tmp_path: 
         "model.dropout",
         "+callbacks.poison.epoch",
     }
+    plan = read_plan(sweep_dir)
+    assert plan is not None and plan.kind == "search" and plan.finished and len(plan.jobs) == 4
     assert (sweep_dir / "scatter.png").is_file() and not (sweep_dir / "heatmap.png").exists()
     assert "Sweep: 4 jobs" in result.out and "scatter.png" in (sweep_dir / "summary.md").read_text()
 

@@ -10,6 +10,10 @@ multirun starts (`SweepReportCallback.on_multirun_start`), lets the report list 
   tests/test_sweeps.py checks it against the jobs a real multirun writes.
 - Optuna: `n_trials` jobs whose overrides are unknown until Optuna proposes them.
 - Any other sweeper: no plan (the report then lists the job directories it finds, as before).
+
+When the multirun ends normally, the plan is marked finished: the sweeper ran every job it was going to
+(Optuna's GridSampler, for one, runs fewer than `n_trials` when its grid is smaller), so planned jobs
+without a directory are no longer reported.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class SweepPlan:
     kind: str  # GRID | SEARCH
     metric: str  # the value the task function returns, which a search optimises
     jobs: list[PlannedJob]
+    finished: bool = False  # the multirun ended normally: every job it was going to run has a directory
 
 
 def grid_jobs(params: Mapping[str, Any], arguments: Sequence[str]) -> list[list[str]]:
@@ -89,9 +94,20 @@ def write_plan(config: DictConfig) -> Path | None:
         return None
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    path = sweep_dir / PLAN_FILE
+    return _save(plan, sweep_dir)
+
+
+def mark_finished(sweep_dir: Path) -> None:
+    plan = read_plan(sweep_dir)
+    if plan is not None:
+        plan.finished = True
+        _save(plan, sweep_dir)
+
+
+def _save(plan: SweepPlan, sweep_dir: Path) -> Path:
     jobs = [{"num": job.num, "overrides": job.overrides} for job in plan.jobs]
-    body = {"kind": plan.kind, "metric": plan.metric, "jobs": jobs}
+    body = {"kind": plan.kind, "metric": plan.metric, "finished": plan.finished, "jobs": jobs}
+    path = sweep_dir / PLAN_FILE
     atomic.write_text(path, json.dumps(body, indent=1) + "\n")
     return path
 
@@ -104,6 +120,6 @@ def read_plan(sweep_dir: Path) -> SweepPlan | None:
             PlannedJob(int(job["num"]), None if job["overrides"] is None else [str(o) for o in job["overrides"]])
             for job in body["jobs"]
         ]
-        return SweepPlan(str(body["kind"]), str(body["metric"]), jobs)
+        return SweepPlan(str(body["kind"]), str(body["metric"]), jobs, bool(body.get("finished", False)))
     except (OSError, ValueError, KeyError, TypeError):
         return None

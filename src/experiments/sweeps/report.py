@@ -30,7 +30,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from experiments import atomic
-from experiments.sweeps.plan import GRID, SEARCH, read_plan, write_plan
+from experiments.sweeps.plan import GRID, SEARCH, mark_finished, read_plan, write_plan
 from experiments.sweeps.results import (
     COMPLETED,
     FAILED,
@@ -237,7 +237,7 @@ def write_markdown(
             "",
             f"{counts} {len(configs)} configurations, each run with several seeds: one row per configuration, "
             "sorted best first by mean best validation accuracy; accuracies in % as mean ± sample std over its "
-            "n completed jobs; train s is their mean training time; failed counts failed or incomplete jobs.",
+            "n completed jobs; train s is their mean training time; failed counts failed, incomplete or not started jobs.",
             "",
             f"Ranking rule: {RULE}",
             "",
@@ -385,6 +385,7 @@ class SweepReportCallback(Callback):
         if not sweep_dir.is_dir():  # e.g. every job failed before Hydra created a directory
             return
         try:
+            mark_finished(sweep_dir)
             report = write_report(sweep_dir)
         except Exception as exc:  # the jobs' results are safe on disk; the report can be rebuilt
             print(

@@ -147,7 +147,7 @@ def collect_jobs(sweep_dir: Path) -> list[JobResult]:
     (completed by best val acc, then incomplete, failed, not started)."""
     jobs = [read_job(path) for path in sorted(sweep_dir.iterdir()) if is_job_dir(path)]
     plan = read_plan(sweep_dir)
-    if plan is not None:
+    if plan is not None and not plan.finished:
         found = {job.num for job in jobs}
         jobs += [not_started(p.num, p.overrides) for p in plan.jobs if p.num not in found]
     return sorted(jobs, key=rank_key)
