@@ -322,7 +322,7 @@ def test_scatter_of_a_search_shows_every_trial() -> None:
     failed = [line for line in ax.get_lines() if line.get_label() == "failed"]
     assert len(failed) == 1 and failed[0].get_marker() == "x" and list(failed[0].get_xdata()) == [0.38]
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert legend == ["batch size 32", "batch size 64", "batch size 128", "failed"]
+    assert legend == ["batch size 32", "batch size 64", "batch size 128", "hollow: interrupted (best epoch)", "failed"]
     assert isinstance(ax.get_legend().legend_handles[-1], Line2D)
 
 

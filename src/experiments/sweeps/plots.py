@@ -103,8 +103,8 @@ def is_grid(jobs: list[JobResult]) -> bool:
 def scatter_figure(jobs: list[JobResult], metric: str = "val/acc_best") -> Figure:
     """The trials of a search, one point each: the optimised metric over the learning rate (log axis),
     coloured by batch size; hollow for an interrupted trial (its best epoch so far). A trial that failed
-    (e.g. diverged) or never reached a value is an 'x' on the bottom edge at its lr, so it is seen but does
-    not stretch the metric's axis. Trials not started are counted in the title."""
+    (e.g. diverged) or never reached a value is an 'x' along the bottom at its lr, so it is seen but does
+    not stretch the metric's axis. Trials not started have no lr yet: the title counts them."""
     import matplotlib
 
     fig = _figure(7.5, 4.5)
@@ -114,6 +114,7 @@ def scatter_figure(jobs: list[JobResult], metric: str = "val/acc_best") -> Figur
     drawn = [j for j in jobs if j.lr is not None and j.status != NOT_STARTED]
     with_value = [j for j in drawn if j.status in (COMPLETED, INCOMPLETE) and j.value(metric) is not None]
     without = [j for j in drawn if j not in with_value]
+    name = "failed" if all(j.status == FAILED for j in without) else "failed or no value"
     colors = matplotlib.colormaps["tab10"].colors
     sizes = sorted({j.batch_size for j in with_value}, key=lambda b: (b is None, b or 0))
     for i, size in enumerate(sizes):
@@ -128,10 +129,11 @@ def scatter_figure(jobs: list[JobResult], metric: str = "val/acc_best") -> Figur
             label = label if not done else None
             ys = [j.value(metric) * scale for j in cut]
             ax.scatter([j.lr for j in cut], ys, facecolors="none", edgecolors=color, s=40, label=label)
+    if any(j.status != COMPLETED for j in with_value):
+        ax.scatter([], [], facecolors="none", edgecolors="grey", s=40, label="hollow: interrupted (best epoch)")
     if without:
         # x in data coordinates, y in axes coordinates: a row along the bottom, below every point (the
         # margin below), whatever the metric's range.
-        name = "failed" if all(j.status == FAILED for j in without) else "failed or no value"
         ax.margins(y=0.15)
         ax.plot(
             [j.lr for j in without],
@@ -148,11 +150,11 @@ def scatter_figure(jobs: list[JobResult], metric: str = "val/acc_best") -> Figur
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel(f"optimised: {metric} (%)" if percent else f"optimised: {metric}")
-    counts = f"{len(with_value)} with a value, {len(without)} failed"
+    counts = f"{len(with_value)} with a value, {len(without)} {name}" if without else f"{len(with_value)} trials"
     not_started = sum(j.status == NOT_STARTED for j in jobs)
     if not_started:
         counts += f", {not_started} not started"
-    ax.set_title(f"Search trials: {metric} over learning rate ({counts})", fontsize=10)
+    ax.set_title(f"Search trials: {metric} over learning rate\n({counts})", fontsize=10)
     ax.grid(alpha=0.3)
     if drawn:
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))

@@ -237,7 +237,8 @@ def write_markdown(
             "",
             f"{counts} {len(configs)} configurations, each run with several seeds: one row per configuration, "
             "sorted best first by mean best validation accuracy; accuracies in % as mean ± sample std over its "
-            "n completed jobs; train s is their mean training time; failed counts failed, incomplete or not started jobs.",
+            "n completed jobs; train s is their mean training time; failed counts failed, incomplete or not started "
+            "jobs.",
             "",
             f"Ranking rule: {RULE}",
             "",
@@ -245,7 +246,8 @@ def write_markdown(
     if shared:
         lines += ["Common to all jobs: " + " ".join(f"`{o}`" for o in shared), ""]
     if configs is None:
-        lines += [markdown_table(jobs), "", f"![{picture.removesuffix('.png')}]({picture})", ""]
+        alt = "search trials: metric over lr" if picture == "scatter.png" else "best val accuracy"
+        lines += [markdown_table(jobs), "", f"![{alt}]({picture})", ""]
         lines += ["![val accuracy](curves.png)", ""]
     else:
         lines += [config_markdown_table(configs), "", "![test accuracy per configuration](bars.png)", ""]
@@ -256,8 +258,10 @@ def write_markdown(
     if problems:
         lines += ["## Failed, incomplete or not started jobs", ""]
         for job in problems:
+            # A job never started has no directory to name: its overrides say which it is, when known.
             what = " ".join(f"`{o}`" for o in job.overrides) if job.status == NOT_STARTED else f"`{job.job}`"
-            lines.append(f"- job {job.num} {what or ''}: {job.status}: {job.error or 'no error recorded'}")
+            label = f"job {job.num} {what}".rstrip()
+            lines.append(f"- {label}: {job.status}: {job.error or 'no error recorded'}")
         lines.append("")
     atomic.write_text(path, "\n".join(lines))
     return path
@@ -273,15 +277,13 @@ def write_report(sweep_dir: Path) -> SweepReport:
         # A search (Optuna) draws its lrs from a continuous range: a grid of them is mostly empty cells.
         kind = plan.kind if plan else (GRID if sweep_plots.is_grid(jobs) else SEARCH)
         if kind == SEARCH:
-            metric = plan.metric if plan else "val/acc_best"
-            picture = ("scatter", sweep_plots.scatter_figure(jobs, metric))
+            name, figure = "scatter", sweep_plots.scatter_figure(jobs, plan.metric if plan else "val/acc_best")
         else:
-            picture = ("heatmap", sweep_plots.heatmap_figure(jobs))
-        name = f"{picture[0]}.png"
+            name, figure = "heatmap", sweep_plots.heatmap_figure(jobs)
         files = {
             "csv": write_csv(jobs, sweep_dir / "summary.csv"),
-            "markdown": write_markdown(jobs, sweep_dir, sweep_dir / "summary.md", picture=name),
-            picture[0]: sweep_plots.save(picture[1], sweep_dir / name),
+            "markdown": write_markdown(jobs, sweep_dir, sweep_dir / "summary.md", picture=f"{name}.png"),
+            name: sweep_plots.save(figure, sweep_dir / f"{name}.png"),
             "curves": sweep_plots.save(sweep_plots.curves_figure(jobs), sweep_dir / "curves.png"),
         }
         return SweepReport(sweep_dir, jobs, files)
