@@ -242,7 +242,10 @@ def test_preset_grid_takes_plain_overrides_and_a_killed_sweep_reports_every_plan
     started = job_overrides(sweep_dir)
     assert sorted(started) == [0] and started[0] == planned[0], "the plan is what Hydra ran"
 
-    assert command("compare", f"sweep_dir={sweep_dir}").code == 0
+    compare = command("compare", f"sweep_dir={sweep_dir}")
+    assert compare.code == 0, compare.err
+    assert "Sweep: 8 jobs, 0 completed, 1 failed or incomplete, 7 not started" in compare.out
+    assert "Not started: job 1: data.batch_size=64 model.optimizer.lr=0.03" in compare.out
     rows = {int(r["job"].split("_")[0]): r for r in read_summary(sweep_dir)}
     assert len(rows) == 8
     assert rows[0]["status"] == INCOMPLETE

@@ -341,6 +341,7 @@ def describe(report: SweepReport) -> str:
     not_started = sum(j.status == NOT_STARTED for j in jobs)
     line = f"Sweep: {len(jobs)} jobs, {completed} completed, {failed} failed or incomplete"
     lines = [line + (f", {not_started} {NOT_STARTED}" if not_started else "")]
+    lines += _not_started_lines(jobs)
     best = report.best
     configs = report.configs
     if best is None:
@@ -365,6 +366,23 @@ def describe(report: SweepReport) -> str:
         f"TensorBoard: tensorboard --logdir {report.sweep_dir}",
     ]
     return "\n".join(lines)
+
+
+# A killed grid can leave most of its jobs unstarted: past this many, the rest are only in summary.md.
+_MAX_LISTED = 8
+
+
+def _not_started_lines(jobs: list[JobResult]) -> list[str]:
+    """'Not started: job 5: data.batch_size=64 model.optimizer.lr=0.1', one per job (what differs only)."""
+    waiting = sorted((j for j in jobs if j.status == NOT_STARTED), key=lambda j: j.num)
+    _, varied = varying_overrides(jobs)
+    lines = [
+        f"{'Not started:' if i == 0 else '':12} job {j.num}: {' '.join(varied[j.job]) or 'overrides not chosen yet'}"
+        for i, j in enumerate(waiting[:_MAX_LISTED])
+    ]
+    if len(waiting) > _MAX_LISTED:
+        lines.append(f"{'':12} and {len(waiting) - _MAX_LISTED} more (summary.md)")
+    return lines
 
 
 def _percent(spread: Spread) -> str:
