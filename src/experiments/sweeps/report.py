@@ -221,7 +221,7 @@ def write_markdown(
     configs: list[ConfigResult] | None = None,
     picture: str = "heatmap.png",
 ) -> Path:
-    shared, _ = varying_overrides(jobs)
+    shared, varied = varying_overrides(jobs)
     counts = _counts(jobs) + "."
     if configs is None:
         lines = [
@@ -258,8 +258,8 @@ def write_markdown(
     if problems:
         lines += ["## Failed, incomplete or not started jobs", ""]
         for job in problems:
-            # A job never started has no directory to name: its overrides say which it is, when known.
-            what = " ".join(f"`{o}`" for o in job.overrides) if job.status == NOT_STARTED else f"`{job.job}`"
+            # A job never started has no directory to name: what differs in its overrides says which it is.
+            what = " ".join(f"`{o}`" for o in varied[job.job]) if job.status == NOT_STARTED else f"`{job.job}`"
             label = f"job {job.num} {what}".rstrip()
             lines.append(f"- {label}: {job.status}: {job.error or 'no error recorded'}")
         lines.append("")
