@@ -212,6 +212,24 @@ def test_report_lists_interrupted_and_killed_jobs(tmp_path: Path) -> None:
     assert (tmp_path / "heatmap.png").is_file() and (tmp_path / "curves.png").is_file()
 
 
+def test_plain_override_replaces_the_presets_list(cli, mnist_dir: Path, tmp_path: Path) -> None:
+    """`experiment=bs_lr_sweep data.batch_size=64,128` runs 2 x 4 jobs, and the plan written at the start
+    lists exactly the jobs Hydra runs, in its order. Every job stops at config validation (a bad
+    data.val_size): the sweep's shape is under test here, not training."""
+    result = cli("experiment=bs_lr_sweep", "data.batch_size=64,128", f"paths.data_dir={mnist_dir}", "data.val_size=-1")
+    assert result.code == 0, result.err
+    sweep_dir = only_sweep_dir(tmp_path / "outputs")
+    started = job_overrides(sweep_dir)
+    assert sorted((o[0], o[1]) for o in started.values()) == sorted(
+        (f"data.batch_size={size}", f"model.optimizer.lr={lr}") for size in (64, 128) for lr in (0.01, 0.03, 0.1, 0.3)
+    )
+    plan = read_plan(sweep_dir)
+    assert plan is not None and plan.finished
+    assert {job.num: job.overrides for job in plan.jobs} == started
+    rows = read_summary(sweep_dir)
+    assert len(rows) == 8 and all(r["status"] == FAILED and "data.val_size" in r["error"] for r in rows)
+
+
 def test_preset_grid_takes_plain_overrides_and_a_killed_sweep_reports_every_planned_job(
     run_train, mnist_dir: Path, tmp_path: Path, command
 ) -> None:
