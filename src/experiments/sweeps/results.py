@@ -132,9 +132,9 @@ def read_job(job_dir: Path) -> JobResult:
 def not_started(num: int, overrides: list[str] | None) -> JobResult:
     """A planned job without a directory: the sweep stopped (or is still running) before it began."""
     batch_size, lr = _hyperparameters(None, overrides or [])
-    error = "the sweep stopped before this job started"
+    error = "the sweep had not reached this job (stopped, killed, or still running)"
     if overrides is None:
-        error += "; its overrides were to be chosen by the sweeper then"
+        error += "; the sweeper chooses its overrides when it starts"
     return JobResult(str(num), num, NOT_STARTED, overrides or [], batch_size, lr, error=error)
 
 
