@@ -35,10 +35,10 @@ def mark_record(record_path: Path, status: str, message: str) -> None:
 
 def report_failure(
     exc: Exception, output_dir: Path, overrides: list[str], resuming: bool, is_global_zero: bool
-) -> float:
+) -> None:
     """Say what went wrong in one line and leave the run directory in a truthful state.
 
-    Returns NaN for a failed multirun job (the sweep goes on); otherwise exits the process. Bugs (not
+    Returns None for a failed multirun job (the sweep goes on); otherwise exits the process. Bugs (not
     ExperimentError) are re-raised for Hydra to print with their traceback, as is everything when
     HYDRA_FULL_ERROR=1.
     """
@@ -63,7 +63,10 @@ def report_failure(
         if not record_path.is_file():  # failed before training: the sweep report still lists the job
             write_json_atomic(record_path, {"overrides": overrides, "history": []})
         mark_record(record_path, "failed", message)
-        return float("nan")
+        # Not NaN: hydra-optuna-sweeper 1.3 tells optuna 2.10 a NaN value, which it refuses, then retries as
+        # FAIL with the NaN still attached, which it refuses too, ending the study (facebookresearch/hydra
+        # #2237, fixed upstream, unreleased). None fails the sweeper's float() first: a FAIL trial, no value.
+        return None
     # A resumed run that cannot start (data moved, corrupt checkpoint) stays resumable as it was.
     before_training = resuming and isinstance(exc, (ConfigError, DataError, CheckpointError))
     if record_path.is_file() and not before_training:  # training started: keep its files, say how it ended
