@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from experiments.runs.hparams import METRICS
+from experiments.sweeps.hparams import varied_keys
+from tests.conftest import compose_config
 from tests.tensorboard_views import accumulator, hparams_tab, layout_charts, read_hparams
 from tests.test_sweeps import TINY, only_sweep_dir
 
@@ -41,6 +43,17 @@ def test_every_job_is_a_row_with_its_status(cli, mnist_dir: Path, tmp_path: Path
 
     for job_dir in (p for p in sweep_dir.iterdir() if p.is_dir()):
         assert not [tag for tag in accumulator(job_dir).Tags()["scalars"] if tag.startswith("hp/")]
-        assert "_hparams_/experiment" not in read_hparams(job_dir), "the sweep's experiment is the only one"
-        if "lr=0.05" in job_dir.name:  # trained: train and val side by side in Custom Scalars
+        summaries = read_hparams(job_dir)
+        assert "_hparams_/experiment" not in summaries, "the sweep's experiment is the only one"
+        if summaries["_hparams_/session_start_info"].session_start_info.hparams["model.optimizer.lr"].number_value > 0:
+            # Started training: train and val side by side in Custom Scalars
             assert layout_charts(job_dir)["loss"] == ["^train/loss$", "^val/loss$"]
+
+
+def test_sweep_columns_from_optuna_search_space() -> None:
+    """Optuna's params: intervals as ranges, choices as their values (lists as Python writes them)."""
+    domains = varied_keys(compose_config(["hparams_search=optuna"]))
+    assert set(domains) == {"model.optimizer.lr", "data.batch_size", "model.hidden_sizes", "model.dropout"}
+    assert (domains["model.optimizer.lr"].min_value, domains["model.optimizer.lr"].max_value) == (0.003, 0.5)
+    assert domains["data.batch_size"].values == [32, 64, 128, 256]
+    assert "[256, 128]" in domains["model.hidden_sizes"].values
