@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 import yaml
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
 
+from experiments.runs.hparams import METRICS
 from experiments.sweeps.parallel import claim_gpu
 from experiments.sweeps.plan import PLAN_FILE, read_plan
 from experiments.sweeps.plots import scatter_figure
 from experiments.sweeps.report import write_report
 from experiments.sweeps.results import COMPLETED, FAILED, INCOMPLETE, NOT_STARTED, JobResult, collect_jobs
 from tests.conftest import compose_config
+from tests.tensorboard_views import accumulator, hparams_tab
 
 # One epoch of a few batches: each job takes a second or two.
 TINY = [
@@ -113,18 +113,21 @@ def test_report_pictures_are_valid_pngs(grid_sweep: tuple[Path, str]) -> None:
 
 
 def test_tensorboard_hparams_list_every_job(grid_sweep: tuple[Path, str]) -> None:
+    """`tensorboard --logdir <sweep dir>`: the varied keys and the metrics as columns, one row per job."""
     sweep_dir, _ = grid_sweep
+    experiment, rows = hparams_tab(sweep_dir)
+    assert {h["name"] for h in experiment["hparamInfos"]} == set(GRID)
+    assert [m["name"]["tag"] for m in experiment["metricInfos"]] == list(METRICS)
     seen = set()
     for row in read_summary(sweep_dir):
-        events = EventAccumulator(str(sweep_dir / row["job"]), size_guidance={"scalars": 0})
-        events.Reload()
-        content = events.PluginTagToContent("hparams")
-        start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
-        hparams = start.session_start_info.hparams
-        seen.add((hparams["data.batch_size"].number_value, hparams["model.optimizer.lr"].number_value))
-        assert events.Scalars("hp/val_acc_best")[-1].value == pytest.approx(float(row["val_acc_best"]), abs=1e-4)
-        assert events.Scalars("hp/test_acc")[-1].value == pytest.approx(float(row["test_acc"]), abs=1e-4)
-    assert len(seen) == 4
+        (session,) = rows[row["job"]]["sessions"]
+        assert session["status"] == "STATUS_SUCCESS"
+        hparams = rows[row["job"]]["hparams"]
+        seen.add((hparams["data.batch_size"], hparams["model.optimizer.lr"]))
+        metrics = {m["name"]["tag"]: m["value"] for m in session["metricValues"]}
+        assert metrics["val/acc_best"] == pytest.approx(float(row["val_acc_best"]), abs=1e-4)
+        assert metrics["test/acc"] == pytest.approx(float(row["test_acc"]), abs=1e-4)
+    assert seen == {(b, lr) for b in GRID["data.batch_size"] for lr in GRID["model.optimizer.lr"]}
 
 
 def test_sweep_prints_best_configuration_and_report_path(grid_sweep: tuple[Path, str]) -> None:
@@ -388,6 +391,4 @@ def test_ddp_inside_sweep_jobs(run_train, mnist_dir: Path, tmp_path: Path) -> No
         job_dir = sweep_dir / row["job"]
         assert (job_dir / "train_ddp_process_1.log").is_file(), "rank 1 ran inside this job's directory"
         assert not (job_dir / ".hydra" / "train_ddp_process_1.log").exists()
-        events = EventAccumulator(str(job_dir))
-        events.Reload()
-        assert len(events.Scalars("hp/val_acc_best")) == 1, "hyperparameters logged once"
+        assert len(accumulator(job_dir).Tensors("_hparams_/session_start_info")) == 1, "rank 0 only"

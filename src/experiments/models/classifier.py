@@ -191,7 +191,9 @@ class MNISTClassifier(L.LightningModule):
                 f"model.scheduler: {name} cannot schedule {where} ({exc or type(exc).__name__}); "
                 "train for more steps, change model.scheduler, or use model/scheduler=none"
             ) from exc
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        # `name`: LearningRateMonitor's tag, next to the other train/ curves in TensorBoard.
+        config = {"scheduler": scheduler, "interval": "step", "name": "train/lr"}
+        return {"optimizer": optimizer, "lr_scheduler": config}
 
     def _total_optimizer_steps(self) -> int:
         # Lightning's own count: max_steps, max_epochs, limit_train_batches and accumulate_grad_batches.

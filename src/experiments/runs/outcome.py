@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from experiments.errors import CheckpointError, ConfigError, DataError, ExperimentError, RunInterrupted
-from experiments.runs import resume
+from experiments.runs import hparams, resume
 from experiments.runs.records import write_json_atomic
 
 
@@ -59,6 +59,7 @@ def report_failure(
         mark_record(record_path, "interrupted", message)
         sys.exit(128 + exc.signum)  # the shell convention for "killed by this signal"; stops a sweep too
     print(f"error: {message}", file=sys.stderr, flush=True)
+    hparams.end_session(output_dir, "failed")  # its TensorBoard HParams row says so
     if is_multirun():
         if not record_path.is_file():  # failed before training: the sweep report still lists the job
             write_json_atomic(record_path, {"overrides": overrides, "history": []})
