@@ -31,6 +31,7 @@ def mark_record(record_path: Path, status: str, message: str) -> None:
     """Set the status of an existing run.json, keeping its history and run info."""
     record = json.loads(record_path.read_text())
     write_json_atomic(record_path, {**record, "status": status, "error": message})
+    hparams.end_session(record_path.parent, status)  # a failed run's TensorBoard HParams row says so too
 
 
 def report_failure(
@@ -59,7 +60,6 @@ def report_failure(
         mark_record(record_path, "interrupted", message)
         sys.exit(128 + exc.signum)  # the shell convention for "killed by this signal"; stops a sweep too
     print(f"error: {message}", file=sys.stderr, flush=True)
-    hparams.end_session(output_dir, "failed")  # its TensorBoard HParams row says so
     if is_multirun():
         if not record_path.is_file():  # failed before training: the sweep report still lists the job
             write_json_atomic(record_path, {"overrides": overrides, "history": []})
