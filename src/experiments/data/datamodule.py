@@ -8,6 +8,7 @@ torchvision + ToTensor + DataLoader path stays available as `loader: dataloader`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
-from experiments.data.files import dataset_class, load_split, prepare_root
-from experiments.errors import ConfigError
+from experiments.data.files import dataset_class, image_shape, load_split, prepare_root, split_file_names
+from experiments.errors import ConfigError, DataError
 
 LOADERS = ("resident", "dataloader")
 
@@ -118,8 +119,34 @@ class MNISTDataModule(L.LightningDataModule):
         return list(self.dataset_cls.classes)
 
     def prepare_data(self) -> None:
-        # Runs on one process per node: the only place that may extract or download files.
-        self.root = prepare_root(self.dataset_cls, self.data_dir, self.search_dirs, self.cache_dir)
+        # Runs on one process per node: the only place that may extract or download files. The files are
+        # checked there, once: train.py calls this before building anything, Lightning again in fit().
+        if self.root is None:
+            self.root = prepare_root(self.dataset_cls, self.data_dir, self.search_dirs, self.cache_dir)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(rows, columns) of the dataset's images, as its files say (28x28 for MNIST and Fashion-MNIST)."""
+        if self.root is None:
+            self.prepare_data()
+        assert self.root is not None
+        return image_shape(self.dataset_cls, self.root)
+
+    def check_model(self, model: torch.nn.Module) -> None:
+        """DataError naming the images file when `model` cannot take its images (its `input_shape`: rows and
+        columns, or a number of pixels for the networks that flatten): once, before fit or test, rather than
+        a shape error from inside the first step."""
+        shape, expected = self.image_shape, tuple(model.input_shape)
+        if expected in (shape, (math.prod(shape),)):
+            return
+        assert self.root is not None
+        images = self.root / self.dataset_cls.__name__ / "raw" / split_file_names(self.dataset_cls, train=True)[0]
+        takes = f"{expected[0]}-pixel images" if len(expected) == 1 else "x".join(map(str, expected)) + " images"
+        raise DataError(
+            f"{images} holds {shape[0]}x{shape[1]} images but the model takes {takes}: use MNIST-format files of "
+            f"images that size, or a model built for {shape[0]}x{shape[1]} ones (model.input_size={math.prod(shape)} "
+            "for mlp and linear; cnn takes 28x28 only)"
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.indices:
