@@ -162,6 +162,8 @@ def test_the_image_shape_and_the_model_input_shape(tmp_path: Path) -> None:
     dm.check_model(MNISTClassifier(input_size=1024))
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte holds 32x32 images but the model takes 28x28"):
         dm.check_model(MNISTClassifier(net="cnn"))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte holds labels 0-9 but the model has 5 outputs"):
+        dm.check_model(MNISTClassifier(input_size=1024, num_classes=5))
 
 
 def test_val_size_and_batch_size_are_checked_against_the_data(tmp_path: Path) -> None:

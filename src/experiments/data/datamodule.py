@@ -134,13 +134,23 @@ class MNISTDataModule(L.LightningDataModule):
 
     def check_model(self, model: torch.nn.Module) -> None:
         """DataError naming the images file when `model` cannot take its images (its `input_shape`: rows and
-        columns, or a number of pixels for the networks that flatten): once, before fit or test, rather than
-        a shape error from inside the first step."""
-        shape, expected = self.image_shape, tuple(model.input_shape)
-        if expected in (shape, (math.prod(shape),)):
-            return
+        columns, or a number of pixels for the networks that flatten) or has fewer outputs than the dataset
+        has classes: once, before fit or test, rather than an error from inside the first step. A model
+        that states neither (one of your own) is not checked."""
+        shape, expected = self.image_shape, getattr(model, "input_shape", None)
         assert self.root is not None
-        images = self.root / self.dataset_cls.__name__ / "raw" / split_file_names(self.dataset_cls, train=True)[0]
+        raw = self.root / self.dataset_cls.__name__ / "raw"
+        outputs = dict(getattr(model, "hparams", {})).get("num_classes")
+        if isinstance(outputs, int) and outputs < len(self.classes):
+            labels = raw / split_file_names(self.dataset_cls, train=True)[1]
+            raise DataError(
+                f"{labels} holds labels 0-{len(self.classes) - 1} but the model has {outputs} outputs "
+                f"(model.num_classes={outputs}); set model.num_classes={len(self.classes)}"
+            )
+        if expected is None or tuple(expected) in (shape, (math.prod(shape),)):
+            return
+        expected = tuple(expected)
+        images = raw / split_file_names(self.dataset_cls, train=True)[0]
         takes = f"{expected[0]}-pixel images" if len(expected) == 1 else "x".join(map(str, expected)) + " images"
         raise DataError(
             f"{images} holds {shape[0]}x{shape[1]} images but the model takes {takes}: use MNIST-format files of "

@@ -254,7 +254,13 @@ def prepare_root(cls: type[MNIST], data_dir: Path, search_dirs: list[Path], cach
     else:  # one cache folder per source folder, so two different copies never mix
         root = cache_dir / "datasets" / hashlib.sha1(str(found.resolve()).encode()).hexdigest()[:12]
     raw = root / cls.__name__ / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(
+            f"cannot create {raw} for the files of {found} ({exc.strerror or exc}); "
+            "set paths.cache_dir to a folder you can write"
+        ) from None
     with _exclusive(raw):
         remove_stale(raw)  # what a kill during an earlier extraction left
         for name in names:
