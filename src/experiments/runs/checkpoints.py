@@ -141,7 +141,7 @@ def model_from_checkpoint(path: str | Path) -> nn.Module:
 def _integers(value: Any, low: int, high: int, count: tuple[int, int]) -> bool:
     """Whether `value` is a list of `count[0]`..`count[1]` ints (not floats, not bools) in [low, high]."""
     return (
-        isinstance(value, list)
+        isinstance(value, (list, tuple))
         and count[0] <= len(value) <= count[1]
         and all(isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in value)
     )
