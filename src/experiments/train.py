@@ -52,6 +52,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     datamodule = build(cfg.data, "data")
     datamodule.prepare_data()  # missing or corrupt files fail here, before anything else is built
     model = build(cfg.model, "model")
+    datamodule.check_model(model)  # images of the size the network takes, before anything trains
     start_checkpoint = checkpoints.verify_start(cfg.get("ckpt_path"), model) if cfg.train else None
     record = RunRecord(output_dir / "run.json", run_info(cfg, overrides))
     loggers = build_group(cfg, "logger")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig
 
+from experiments.atomic import write_text
 from experiments.commands import CONFIG_DIR, one_line_errors, required
 from experiments.errors import ConfigError
 
@@ -53,6 +54,7 @@ def evaluate(files: RunFiles, data_dir: Any = None, batch_size: int = 1000, devi
     model = model_from_checkpoint(files.checkpoint).to(target)
     datamodule = files.datamodule(data_dir)
     datamodule.prepare_data()
+    datamodule.check_model(model)
     datamodule.setup("test")  # with the run's batch size: setup checks it against the training split
     datamodule.batch_size = batch_size
     classes = datamodule.classes
@@ -110,7 +112,7 @@ def main(cfg: DictConfig) -> None:
     print(report(result, files), flush=True)
     if cfg.output:
         payload = {**asdict(result), "per_class": [{**asdict(c), "accuracy": c.accuracy} for c in result.per_class]}
-        Path(str(cfg.output)).write_text(json.dumps(payload, indent=2))
+        write_text(Path(str(cfg.output)), json.dumps(payload, indent=2))
 
 
 if __name__ == "__main__":

@@ -99,6 +99,11 @@ class MNISTClassifier(L.LightningModule):
         self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
         self.register_buffer("train_seen", torch.zeros((), dtype=torch.long), persistent=False)
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """What the network takes per image: (rows, columns), or (pixels,) for the networks that flatten."""
+        return tuple(self.net.input_shape)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
