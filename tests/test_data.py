@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -92,6 +94,76 @@ def test_corrupt_gzip_is_reported(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz"):
         dm.prepare_data()
     assert not (raw / FILES[("test", "labels")]).exists(), "no half-extracted file may remain"
+
+
+def test_extraction_is_atomic_with_normal_permissions_and_removes_stale_temps(tmp_path: Path) -> None:
+    """A kill during an earlier extraction left a temporary file (atomic_write's name for it): the next start
+    removes it, and what it extracts is complete and readable by everyone, whatever the umask."""
+    raw = write_dataset(tmp_path / "data" / "MNIST" / "raw", n_train=100, n_test=10)
+    stale = raw / f".{FILES[('train', 'images')]}.k9x2ab.tmp"
+    stale.write_bytes(b"\0" * 100)
+    old_umask = os.umask(0o077)
+    try:
+        make_datamodule(tmp_path / "data", tmp_path, val_size=10).prepare_data()
+    finally:
+        os.umask(old_umask)
+    assert not stale.exists()
+    for name in FILES.values():
+        assert stat.S_IMODE((raw / name).stat().st_mode) == 0o644, name
+    assert sorted(p.name for p in raw.iterdir()) == sorted([*FILES.values(), *(f"{n}.gz" for n in FILES.values())])
+
+
+def _unreadable(monkeypatch: pytest.MonkeyPatch, *paths: Path) -> None:
+    """Make `paths` unreadable the way the code asks about it (chmod does not stop root, which runs CI)."""
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: access(p, mode) and not (Path(p) in paths and mode == os.R_OK))
+
+
+def test_unreadable_extracted_file_does_not_hide_a_readable_gz(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Someone else's 0600 extraction next to the published .gz: the .gz is extracted into the cache instead."""
+    raw = write_dataset(tmp_path / "data" / "MNIST" / "raw", n_train=100, n_test=10)
+    plain = raw / FILES[("train", "labels")]
+    plain.write_bytes(b"someone else's")
+    _unreadable(monkeypatch, plain)
+    dm = make_datamodule(tmp_path / "data", tmp_path, val_size=10)
+    dm.setup()
+    assert dm.root is not None and str(dm.root).startswith(str(tmp_path / "cache"))
+    assert len(dm.splits["train"][0]) == 90
+    assert plain.read_bytes() == b"someone else's", "the other file is left alone"
+
+
+def test_unreadable_file_without_a_gz_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = write_dataset(tmp_path / "data" / "MNIST" / "raw", n_train=100, n_test=10, gz=False)
+    _unreadable(monkeypatch, raw / FILES[("test", "labels")])
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte is not readable \(permission denied\)"):
+        make_datamodule(tmp_path / "data", tmp_path, val_size=10).prepare_data()
+
+
+def test_gz_holding_more_than_its_header_announces_is_refused(tmp_path: Path) -> None:
+    """A .gz whose data runs past its header (a gzip bomb, or another file) is not inflated further."""
+    import gzip
+
+    raw = write_dataset(tmp_path / "data" / "MNIST" / "raw", n_train=100, n_test=10, gz=False)
+    images = raw / FILES[("test", "images")]
+    (raw / f"{images.name}.gz").write_bytes(gzip.compress(images.read_bytes() + b"\0" * (3 << 20)))
+    images.unlink()
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz decompresses to more than 7840 bytes"):
+        make_datamodule(tmp_path / "data", tmp_path, val_size=10).prepare_data()
+    assert sorted(p.name for p in raw.iterdir() if p.name.startswith("t10k-images")) == [f"{images.name}.gz"]
+
+
+def test_the_image_shape_and_the_model_input_shape(tmp_path: Path) -> None:
+    from experiments.models.classifier import MNISTClassifier
+
+    write_dataset(tmp_path / "data" / "MNIST" / "raw", n_train=100, n_test=10, size=32)
+    dm = make_datamodule(tmp_path / "data", tmp_path, val_size=10)
+    assert dm.image_shape == (32, 32)
+    assert MNISTClassifier(net="cnn").input_shape == (28, 28)
+    dm.check_model(MNISTClassifier(input_size=1024))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte holds 32x32 images but the model takes 28x28"):
+        dm.check_model(MNISTClassifier(net="cnn"))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte holds labels 0-9 but the model has 5 outputs"):
+        dm.check_model(MNISTClassifier(input_size=1024, num_classes=5))
 
 
 def test_val_size_and_batch_size_are_checked_against_the_data(tmp_path: Path) -> None:

@@ -11,8 +11,10 @@ import pytest
 import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import api_pb2
 
 from tests.conftest import FAST_RUN, REPO_ROOT, CliResult
+from tests.tensorboard_views import read_hparams
 
 # Three epochs of 16 batches (500 images in batches of 32), one optimizer step each: a signal at batch 3
 # of epoch 1 lands mid-epoch, after the first end-of-epoch checkpoint.
@@ -86,7 +88,9 @@ def test_interrupted_run_resumes_in_place(run_train, cli, mnist_dir: Path, tmp_p
     for tag in ("val/acc", "val/loss", "train/acc"):
         assert steps[tag] == epoch_ends, tag
     assert steps["test/acc"] == [total]
-    assert len(steps["lr-SGD"]) == len(set(steps["lr-SGD"]))
+    assert len(steps["train/lr"]) == len(set(steps["train/lr"]))
+    # HParams keeps a run directory's first session end: the interrupted run wrote none, the resumed one did.
+    assert read_hparams(run_dir)["_hparams_/session_end_info"].session_end_info.status == api_pb2.STATUS_SUCCESS
 
 
 def test_resume_refuses_a_changed_config_and_a_completed_run(cli, mnist_dir: Path, tmp_path: Path) -> None:

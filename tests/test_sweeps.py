@@ -1,5 +1,6 @@
 """Multirun sweeps end to end on generated data: job directories, the report, TensorBoard HParams,
-failed and interrupted jobs, Optuna, launcher configs and DDP inside sweep jobs."""
+failed, interrupted, killed and never started jobs, the preset grid from the command line, Optuna (with
+diverging trials, and its scatter), launcher configs and DDP inside sweep jobs."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from pathlib import Path
 import pytest
 import yaml
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
 
+from experiments.runs.hparams import METRICS
 from experiments.sweeps.parallel import claim_gpu
+from experiments.sweeps.plan import PLAN_FILE, read_plan
+from experiments.sweeps.plots import scatter_figure
 from experiments.sweeps.report import write_report
-from experiments.sweeps.results import COMPLETED, FAILED, INCOMPLETE, collect_jobs
+from experiments.sweeps.results import COMPLETED, FAILED, INCOMPLETE, NOT_STARTED, JobResult, collect_jobs
 from tests.conftest import compose_config
+from tests.tensorboard_views import accumulator, hparams_tab
 
 # One epoch of a few batches: each job takes a second or two.
 TINY = [
@@ -46,6 +49,12 @@ def only_sweep_dir(outputs: Path) -> Path:
 def read_summary(sweep_dir: Path) -> list[dict[str, str]]:
     with (sweep_dir / "summary.csv").open() as f:
         return list(csv.DictReader(f))
+
+
+def job_overrides(sweep_dir: Path) -> dict[int, list[str]]:
+    """Each job directory's overrides as Hydra recorded them, by job number (the name's leading digits)."""
+    jobs = [p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()]
+    return {int(p.name.split("_")[0]): yaml.safe_load((p / ".hydra" / "overrides.yaml").read_text()) for p in jobs}
 
 
 @pytest.fixture(scope="module")
@@ -104,18 +113,21 @@ def test_report_pictures_are_valid_pngs(grid_sweep: tuple[Path, str]) -> None:
 
 
 def test_tensorboard_hparams_list_every_job(grid_sweep: tuple[Path, str]) -> None:
+    """`tensorboard --logdir <sweep dir>`: the varied keys and the metrics as columns, one row per job."""
     sweep_dir, _ = grid_sweep
+    experiment, rows = hparams_tab(sweep_dir)
+    assert {h["name"] for h in experiment["hparamInfos"]} == set(GRID)
+    assert [m["name"]["tag"] for m in experiment["metricInfos"]] == list(METRICS)
     seen = set()
     for row in read_summary(sweep_dir):
-        events = EventAccumulator(str(sweep_dir / row["job"]), size_guidance={"scalars": 0})
-        events.Reload()
-        content = events.PluginTagToContent("hparams")
-        start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
-        hparams = start.session_start_info.hparams
-        seen.add((hparams["data.batch_size"].number_value, hparams["model.optimizer.lr"].number_value))
-        assert events.Scalars("hp/val_acc_best")[-1].value == pytest.approx(float(row["val_acc_best"]), abs=1e-4)
-        assert events.Scalars("hp/test_acc")[-1].value == pytest.approx(float(row["test_acc"]), abs=1e-4)
-    assert len(seen) == 4
+        (session,) = rows[row["job"]]["sessions"]
+        assert session["status"] == "STATUS_SUCCESS"
+        hparams = rows[row["job"]]["hparams"]
+        seen.add((hparams["data.batch_size"], hparams["model.optimizer.lr"]))
+        metrics = {m["name"]["tag"]: m["value"] for m in session["metricValues"]}
+        assert metrics["val/acc_best"] == pytest.approx(float(row["val_acc_best"]), abs=1e-4)
+        assert metrics["test/acc"] == pytest.approx(float(row["test_acc"]), abs=1e-4)
+    assert seen == {(b, lr) for b in GRID["data.batch_size"] for lr in GRID["model.optimizer.lr"]}
 
 
 def test_sweep_prints_best_configuration_and_report_path(grid_sweep: tuple[Path, str]) -> None:
@@ -180,38 +192,162 @@ def test_report_lists_interrupted_and_killed_jobs(tmp_path: Path) -> None:
         {"status": "running", "batch_size": 64, "lr": 0.1, "history": [row], "epochs": 1},
     )
     write_job(tmp_path, "2_batch_size=128", ["data.batch_size=128", "model.optimizer.lr=0.3"], None)
+    # The plan written when the sweep started: a 4th job, which the kill came before, has no directory.
+    planned = [["data.batch_size=32"], ["data.batch_size=64"], ["data.batch_size=128", "model.optimizer.lr=0.3"]]
+    planned.append(["data.batch_size=256", "model.optimizer.lr=0.3"])
+    entries = [{"num": num, "overrides": overrides} for num, overrides in enumerate(planned)]
+    (tmp_path / PLAN_FILE).write_text(json.dumps({"kind": "grid", "metric": "val/acc_best", "jobs": entries}))
 
     jobs = {job.batch_size: job for job in collect_jobs(tmp_path)}
-    assert [jobs[size].status for size in (32, 64, 128)] == [COMPLETED, INCOMPLETE, INCOMPLETE]
+    assert [jobs[size].status for size in (32, 64, 128, 256)] == [COMPLETED, INCOMPLETE, INCOMPLETE, NOT_STARTED]
     assert jobs[64].val_acc_best == 0.5, "an interrupted job reports the best epoch it finished"
     assert jobs[128].lr == 0.3 and "no run.json" in jobs[128].error
+    assert jobs[256].lr == 0.3 and jobs[256].num == 3, "a job never started is known from the plan"
 
     report = write_report(tmp_path)
     assert report.best is not None and report.best.batch_size == 32
-    assert [r["status"] for r in read_summary(tmp_path)] == [COMPLETED, INCOMPLETE, INCOMPLETE]
-    assert "## Failed or incomplete jobs" in (tmp_path / "summary.md").read_text()
+    rows = read_summary(tmp_path)
+    assert [r["status"] for r in rows] == [COMPLETED, INCOMPLETE, INCOMPLETE, NOT_STARTED]
+    assert rows[-1]["overrides"] == "data.batch_size=256 model.optimizer.lr=0.3"
+    summary = (tmp_path / "summary.md").read_text()
+    assert "4 jobs: 1 completed, 0 failed, 2 incomplete, 1 not started" in summary
+    assert "- job 3 `data.batch_size=256` `model.optimizer.lr=0.3`: not started" in summary
     assert (tmp_path / "heatmap.png").is_file() and (tmp_path / "curves.png").is_file()
 
 
-def test_optuna_search_optimises_what_the_train_function_returns(cli, mnist_dir: Path, tmp_path: Path) -> None:
-    result = cli(
-        "hparams_search=optuna",
-        "hydra.sweeper.n_trials=2",
+def test_plain_override_replaces_the_presets_list(cli, mnist_dir: Path, tmp_path: Path) -> None:
+    """`experiment=bs_lr_sweep data.batch_size=64,128` runs 2 x 4 jobs, and the plan written at the start
+    lists exactly the jobs Hydra runs, in its order. Every job stops at config validation (a bad
+    data.val_size): the sweep's shape is under test here, not training."""
+    result = cli("experiment=bs_lr_sweep", "data.batch_size=64,128", f"paths.data_dir={mnist_dir}", "data.val_size=-1")
+    assert result.code == 0, result.err
+    sweep_dir = only_sweep_dir(tmp_path / "outputs")
+    started = job_overrides(sweep_dir)
+    assert sorted((o[0], o[1]) for o in started.values()) == sorted(
+        (f"data.batch_size={size}", f"model.optimizer.lr={lr}") for size in (64, 128) for lr in (0.01, 0.03, 0.1, 0.3)
+    )
+    plan = read_plan(sweep_dir)
+    assert plan is not None and plan.finished
+    assert {job.num: job.overrides for job in plan.jobs} == started
+    rows = read_summary(sweep_dir)
+    assert len(rows) == 8 and all(r["status"] == FAILED and "data.val_size" in r["error"] for r in rows)
+
+
+def test_preset_grid_takes_plain_overrides_and_a_killed_sweep_reports_every_planned_job(
+    run_train, mnist_dir: Path, tmp_path: Path, command
+) -> None:
+    """`experiment=bs_lr_sweep data.batch_size=64,128`: the command line's list replaces the preset's for
+    that key (2 x 4 jobs). The sweep process is SIGKILLed in its first job: the report, rebuilt by
+    experiments-compare, lists that job as incomplete and the 7 it never reached as not started,
+    with their overrides, from the plan written when the multirun started."""
+    result = run_train(
+        "experiment=bs_lr_sweep",
+        "data.batch_size=64,128",
         f"paths.data_dir={mnist_dir}",
         *TINY,
+        "+callbacks.kill._target_=tests.faults.SignalAt",
+        "+callbacks.kill.epoch=0",
+        "+callbacks.kill.batch=0",
+        "+callbacks.kill.signal_name=SIGKILL",
+        f"+callbacks.kill.marker={tmp_path / 'killed'}",
+    )
+    assert result.returncode == -9, result.stderr[-2000:]
+    sweep_dir = only_sweep_dir(tmp_path / "outputs")
+    plan = read_plan(sweep_dir)
+    assert plan is not None and plan.kind == "grid" and not plan.finished
+    planned = {job.num: job.overrides for job in plan.jobs}
+    grid = [(size, lr) for size in (64, 128) for lr in (0.01, 0.03, 0.1, 0.3)]
+    assert [(o[0], o[1]) for o in planned.values()] == [
+        (f"data.batch_size={size}", f"model.optimizer.lr={lr}") for size, lr in grid
+    ], "Hydra's order: the preset's keys first, the command line's list for data.batch_size"
+    started = job_overrides(sweep_dir)
+    assert sorted(started) == [0] and started[0] == planned[0], "the plan is what Hydra ran"
+
+    compare = command("compare", f"sweep_dir={sweep_dir}")
+    assert compare.code == 0, compare.err
+    assert "Sweep: 8 jobs, 0 completed, 1 failed or incomplete, 7 not started" in compare.out
+    assert "Not started: job 1: data.batch_size=64 model.optimizer.lr=0.03" in compare.out
+    rows = {int(r["job"].split("_")[0]): r for r in read_summary(sweep_dir)}
+    assert len(rows) == 8
+    assert rows[0]["status"] == INCOMPLETE
+    assert [rows[n]["status"] for n in range(1, 8)] == [NOT_STARTED] * 7
+    assert all(rows[n]["overrides"] == " ".join(planned[n]) for n in range(1, 8))
+    assert {(int(rows[n]["batch_size"]), float(rows[n]["lr"])) for n in range(8)} == set(grid)
+
+
+
+def test_optuna_study_survives_diverging_trials(cli, mnist_dir: Path, tmp_path: Path) -> None:
+    """Trials that diverge (NaN weights on cue, a search dimension here) are FAIL trials in Optuna and
+    failed rows in the report; the study runs all its trials and optimises what the train function returns
+    (facebookresearch/hydra #2237: a NaN return used to end the study)."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = cli(
+        "hydra.mode=MULTIRUN",  # the preset says so too, but Hydra checks the sweep values before reading it
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=4",
+        f"hydra.sweeper.storage={storage}",
+        f"paths.data_dir={mnist_dir}",
+        *TINY,
+        "+callbacks.poison._target_=tests.faults.PoisonWeightsAt",
+        "+callbacks.poison.batch=1",
+        "+callbacks.poison.epoch=choice(0,9)",  # epoch 9 never comes: those trials train normally
     )
     assert result.code == 0, result.err
     sweep_dir = only_sweep_dir(tmp_path / "outputs")
+    trials = optuna.load_study(study_name="mnist_mlp", storage=storage).trials
+    poisoned = {t.number for t in trials if t.params["+callbacks.poison.epoch"] == 0}
+    assert len(trials) == 4 and 0 < len(poisoned) < 4, "seed 42 draws both kinds of trial"
+    assert {t.number for t in trials if t.state == optuna.trial.TrialState.FAIL} == poisoned
+    rows = {int(r["job"].split("_")[0]): r for r in read_summary(sweep_dir)}
+    assert {n for n, r in rows.items() if r["status"] == FAILED} == poisoned
+    assert all(rows[n]["status"] == COMPLETED for n in set(range(4)) - poisoned)
+    assert all("training diverged" in rows[n]["error"] for n in poisoned)
     optuna_result = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
-    rows = read_summary(sweep_dir)
-    assert len(rows) == 2 and all(r["status"] == COMPLETED for r in rows)
-    assert optuna_result["best_value"] == pytest.approx(float(rows[0]["val_acc_best"]), abs=1e-4)
+    best = max(float(r["val_acc_best"]) for r in rows.values() if r["status"] == COMPLETED)
+    assert optuna_result["best_value"] == pytest.approx(best, abs=1e-4)
     assert set(optuna_result["best_params"]) == {
         "model.optimizer.lr",
         "data.batch_size",
         "model.hidden_sizes",
         "model.dropout",
+        "+callbacks.poison.epoch",
     }
+    plan = read_plan(sweep_dir)
+    assert plan is not None and plan.kind == "search" and plan.finished and len(plan.jobs) == 4
+    assert (sweep_dir / "scatter.png").is_file() and not (sweep_dir / "heatmap.png").exists()
+    assert "Sweep: 4 jobs" in result.out and "scatter.png" in (sweep_dir / "summary.md").read_text()
+
+
+def test_scatter_of_a_search_shows_every_trial() -> None:
+    """lr on a log axis against the optimised metric, one point per trial with a value, coloured by batch
+    size; failed trials as 'x' along the bottom; trials not started counted in the title."""
+    from matplotlib.lines import Line2D
+
+    def trial(num: int, status: str, size: int, lr: float | None, acc: float | None = None) -> JobResult:
+        return JobResult(f"{num}_trial", num, status, batch_size=size, lr=lr, val_acc_best=acc)
+
+    jobs = [
+        trial(0, COMPLETED, 32, 0.0123, 0.97),
+        trial(1, COMPLETED, 64, 0.0456, 0.95),
+        trial(2, COMPLETED, 32, 0.211, 0.11),
+        trial(3, FAILED, 64, 0.38),
+        trial(4, INCOMPLETE, 128, 0.07, 0.9),
+        trial(5, NOT_STARTED, 0, None),
+    ]
+    ax = scatter_figure(jobs).axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "linear"
+    assert "learning rate" in ax.get_xlabel() and "val/acc_best" in ax.get_ylabel()
+    assert "1 not started" in ax.get_title() and "1 failed" in ax.get_title()
+    points = sorted((float(x), float(y)) for c in ax.collections for x, y in c.get_offsets())
+    assert [x for x, _ in points] == pytest.approx([0.0123, 0.0456, 0.07, 0.211])
+    assert [y for _, y in points] == pytest.approx([97.0, 95.0, 90.0, 11.0]), "accuracy in %, per trial"
+    failed = [line for line in ax.get_lines() if line.get_label() == "failed"]
+    assert len(failed) == 1 and failed[0].get_marker() == "x" and list(failed[0].get_xdata()) == [0.38]
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend == ["batch size 32", "batch size 64", "batch size 128", "hollow: interrupted (best epoch)", "failed"]
+    assert isinstance(ax.get_legend().legend_handles[-1], Line2D)
 
 
 def test_search_and_launcher_configs_compose() -> None:
@@ -255,6 +391,4 @@ def test_ddp_inside_sweep_jobs(run_train, mnist_dir: Path, tmp_path: Path) -> No
         job_dir = sweep_dir / row["job"]
         assert (job_dir / "train_ddp_process_1.log").is_file(), "rank 1 ran inside this job's directory"
         assert not (job_dir / ".hydra" / "train_ddp_process_1.log").exists()
-        events = EventAccumulator(str(job_dir))
-        events.Reload()
-        assert len(events.Scalars("hp/val_acc_best")) == 1, "hyperparameters logged once"
+        assert len(accumulator(job_dir).Tensors("_hparams_/session_start_info")) == 1, "rank 0 only"

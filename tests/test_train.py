@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.plugins.hparams import api_pb2
 
 from experiments.models.classifier import MNISTClassifier
+from experiments.runs.hparams import CURATED, METRICS
 from tests.conftest import FAST_RUN
+from tests.tensorboard_views import layout_charts, read_hparams
 
 
 def only_run_dir(outputs: Path) -> Path:
@@ -74,24 +76,31 @@ def test_tensorboard_has_scalars_figures_and_real_hparams(finished_run: tuple[Pa
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
     tags = events.Tags()
-    expected = {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc", "lr-SGD"}
+    expected = {"train/loss", "train/acc", "train/lr", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"}
     assert expected <= set(tags["scalars"]), tags["scalars"]
+    assert not [tag for tag in tags["scalars"] if tag.startswith("hp/")], "HParams needs no charts of its own"
     assert {"test/confusion_matrix", "test/predictions"} <= set(tags["images"])
     # train/loss and the learning rate every log_every_n_steps=1: one point per optimizer step, 4 steps per
     # epoch (limit_train_batches=4). Epoch-level metrics sit on the same axis, at the end of each epoch.
     assert [e.step for e in events.Scalars("train/loss")] == list(range(8))
-    assert [e.step for e in events.Scalars("lr-SGD")] == list(range(8))
+    assert [e.step for e in events.Scalars("train/lr")] == list(range(8))
     assert [e.step for e in events.Scalars("val/acc")] == [4, 8]
 
-    content = events.PluginTagToContent("hparams")
-    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    hparams = read_hparams(run_dir)
+    start = hparams["_hparams_/session_start_info"].session_start_info
     assert start.hparams["data.batch_size"].number_value == 32
     assert start.hparams["model.optimizer"].string_value == "SGD"
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-    metric_tags = {m.name.tag for m in experiment.metric_infos}
-    assert {"hp/test_acc", "hp/val_acc_best"} <= metric_tags
-    test_acc = events.Scalars("test/acc")[-1].value
-    assert events.Scalars("hp/test_acc")[-1].value == pytest.approx(test_acc), "HParams shows the real metric"
+    assert hparams["_hparams_/session_end_info"].session_end_info.status == api_pb2.STATUS_SUCCESS
+    # A single run is its own experiment: its curated settings, and metrics that are real scalar tags.
+    experiment = hparams["_hparams_/experiment"].experiment
+    assert [h.name for h in experiment.hparam_infos] == list(CURATED)
+    assert [m.name.tag for m in experiment.metric_infos] == list(METRICS)
+    assert set(METRICS) <= set(tags["scalars"])
+    assert layout_charts(run_dir) == {
+        "loss": ["^train/loss$", "^val/loss$"],
+        "accuracy": ["^train/acc$", "^val/acc$"],
+        "learning rate": ["^train/lr$", "^lr-"],
+    }
 
 
 def test_checkpoints_load_weights_only(finished_run: tuple[Path, str]) -> None:

@@ -20,8 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import names, schema
 from experiments.config.build import build, build_group, rejected
-from experiments.runs import outcome, resume
-from experiments.runs.records import hparams_for_logging, run_info
+from experiments.runs import hparams, outcome, resume
+from experiments.runs.records import run_info
 
 # The configs ship inside the package (the repository's top-level `conf/` links here), so an installed
 # wheel finds them as an editable install does.
@@ -36,7 +36,6 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     import torch
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-    from lightning.pytorch.loggers import TensorBoardLogger
 
     from experiments.config.checks import check_config
     from experiments.runs import checkpoints, events
@@ -53,6 +52,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     datamodule = build(cfg.data, "data")
     datamodule.prepare_data()  # missing or corrupt files fail here, before anything else is built
     model = build(cfg.model, "model")
+    datamodule.check_model(model)  # images of the size the network takes, before anything trains
     start_checkpoint = checkpoints.verify_start(cfg.get("ckpt_path"), model) if cfg.train else None
     record = RunRecord(output_dir / "run.json", run_info(cfg, overrides))
     loggers = build_group(cfg, "logger")
@@ -69,6 +69,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
             events.drop_after_checkpoint(output_dir, start_checkpoint)
         else:
             OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+        hparams.start_session(trainer.loggers, cfg, overrides, in_sweep=outcome.is_multirun())
 
     started = time.perf_counter()
     if cfg.train:
@@ -88,10 +89,8 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
         metrics.update({key: _scalar(trainer.callback_metrics, key) for key in ("test/acc", "test/loss")})
         write_test_figures(trainer, model, datamodule, int(cfg.test_figures))
 
-    hp_metrics = {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items() if v is not None}
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(hparams_for_logging(cfg), metrics=hp_metrics)
+    if trainer.is_global_zero:
+        hparams.end_session(output_dir, "completed")
     seconds = round(time.perf_counter() - started, 3)
     record.finish("completed", trainer, metrics=metrics, global_step=trainer.global_step, wall_seconds=seconds)
     return metrics

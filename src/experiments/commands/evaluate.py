@@ -54,6 +54,7 @@ def evaluate(files: RunFiles, data_dir: Any = None, batch_size: int = 1000, devi
     model = model_from_checkpoint(files.checkpoint).to(target)
     datamodule = files.datamodule(data_dir)
     datamodule.prepare_data()
+    datamodule.check_model(model)
     datamodule.setup("test")  # with the run's batch size: setup checks it against the training split
     datamodule.batch_size = batch_size
     classes = datamodule.classes

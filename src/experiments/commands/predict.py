@@ -1,21 +1,25 @@
 """`experiments-predict ckpt_path=<run dir or .ckpt> inputs=<image, folder or [a.png,b.jpg]>`.
 
-Reads PNG/JPEG (anything Pillow reads) of any size, turns each into a 28x28 grayscale digit the way MNIST
-was made, and prints the top-k classes with softmax probabilities; `csv=` also writes them to a file.
-The keys are in conf/predict.yaml (`experiments-predict --help`).
+Reads PNG/JPEG (anything Pillow reads) of up to MAX_PIXELS pixels, turns each into a 28x28 grayscale digit
+the way MNIST was made, and prints the top-k classes with softmax probabilities; `csv=` also writes them to
+a file. The keys are in conf/predict.yaml (`experiments-predict --help`).
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import struct
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from experiments.atomic import write_text
 from experiments.commands import CONFIG_DIR, one_line_errors, output_file, required
-from experiments.errors import ConfigError, DataError
+from experiments.errors import CheckpointError, ConfigError, DataError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,6 +28,10 @@ if TYPE_CHECKING:
     from experiments.runs.files import RunFiles
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+# The largest image predict decodes: a 48-megapixel photo fits, and decoding it takes a few hundred MB.
+# Checked on the size in the file's header, before any pixel is decoded: a 20000x20000 PNG is a few KB.
+# Stated in conf/predict.yaml's help too.
+MAX_PIXELS = 64_000_000
 
 
 def image_files(inputs: Any) -> list[Path]:
@@ -79,11 +87,22 @@ def load_image(path: Path, invert: Any = "auto", digits: bool = True) -> np.ndar
     import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    too_large = f"predict reads images of up to {MAX_PIXELS:,} pixels (e.g. 8000x8000): scale it down"
     try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = ImageOps.exif_transpose(opened)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        with warnings.catch_warnings():
+            # Pillow warns about huge images, and refuses those over twice its own limit (which is above
+            # ours): MAX_PIXELS is checked here instead, with a message of our own.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:  # reads the header only
+                width, height = opened.size
+                if width * height > MAX_PIXELS:
+                    raise DataError(f"{path}: the image is {width}x{height} ({width * height:,} pixels); {too_large}")
+                opened.load()
+                image = ImageOps.exif_transpose(opened)
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: the image has more than {MAX_PIXELS:,} pixels; {too_large}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
+        # Pillow reports a damaged file as any of these, depending on the format and where the damage is.
         raise DataError(f"{path}: not an image Pillow can read (PNG/JPEG expected): {exc}") from None
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))  # transparent means paper
@@ -120,6 +139,11 @@ def predict(files: RunFiles, paths: list[Path], invert: Any, device: str) -> tor
 
     target = resolve_device(device)
     model = model_from_checkpoint(files.checkpoint).to(target)
+    if model.input_shape not in ((28, 28), (784,)):
+        raise CheckpointError(
+            f"checkpoint {files.checkpoint}: its model takes {'x'.join(map(str, model.input_shape))}-pixel "
+            "images, but predict turns every image into a 28x28 one (784 pixels), as MNIST's were made"
+        )
     digits = files.data.get("dataset", "mnist") == "mnist"
     images = np.stack([load_image(p, invert, digits) for p in paths])
     mean, std = (files.data.get("mean", 0.1307), files.data.get("std", 0.3081))
@@ -134,12 +158,13 @@ def write_csv(path: Path, rows: list[tuple[Path, list[tuple[str, float]]]]) -> N
     top_k = len(rows[0][1]) if rows else 0
     header = ["path", "prediction", "probability"]
     header += [f"{name}{i}" for i in range(1, top_k + 1) for name in ("top", "probability_top")]
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for file, ranked in rows:
-            cells = [c for label, p in ranked for c in (label, f"{p:.6f}")]
-            writer.writerow([str(file), ranked[0][0], f"{ranked[0][1]:.6f}", *cells])
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    for file, ranked in rows:
+        cells = [c for label, p in ranked for c in (label, f"{p:.6f}")]
+        writer.writerow([str(file), ranked[0][0], f"{ranked[0][1]:.6f}", *cells])
+    write_text(path, text.getvalue())
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")

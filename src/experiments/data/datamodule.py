@@ -8,6 +8,7 @@ torchvision + ToTensor + DataLoader path stays available as `loader: dataloader`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
-from experiments.data.files import dataset_class, load_split, prepare_root
-from experiments.errors import ConfigError
+from experiments.data.files import dataset_class, image_shape, load_split, prepare_root, split_file_names
+from experiments.errors import ConfigError, DataError
 
 LOADERS = ("resident", "dataloader")
 
@@ -118,8 +119,44 @@ class MNISTDataModule(L.LightningDataModule):
         return list(self.dataset_cls.classes)
 
     def prepare_data(self) -> None:
-        # Runs on one process per node: the only place that may extract or download files.
-        self.root = prepare_root(self.dataset_cls, self.data_dir, self.search_dirs, self.cache_dir)
+        # Runs on one process per node: the only place that may extract or download files. The files are
+        # checked there, once: train.py calls this before building anything, Lightning again in fit().
+        if self.root is None:
+            self.root = prepare_root(self.dataset_cls, self.data_dir, self.search_dirs, self.cache_dir)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(rows, columns) of the dataset's images, as its files say (28x28 for MNIST and Fashion-MNIST)."""
+        if self.root is None:
+            self.prepare_data()
+        assert self.root is not None
+        return image_shape(self.dataset_cls, self.root)
+
+    def check_model(self, model: torch.nn.Module) -> None:
+        """DataError naming the images file when `model` cannot take its images (its `input_shape`: rows and
+        columns, or a number of pixels for the networks that flatten) or has fewer outputs than the dataset
+        has classes: once, before fit or test, rather than an error from inside the first step. A model
+        that states neither (one of your own) is not checked."""
+        shape, expected = self.image_shape, getattr(model, "input_shape", None)
+        assert self.root is not None
+        raw = self.root / self.dataset_cls.__name__ / "raw"
+        outputs = dict(getattr(model, "hparams", {})).get("num_classes")
+        if isinstance(outputs, int) and outputs < len(self.classes):
+            labels = raw / split_file_names(self.dataset_cls, train=True)[1]
+            raise DataError(
+                f"{labels} holds labels 0-{len(self.classes) - 1} but the model has {outputs} outputs "
+                f"(model.num_classes={outputs}); set model.num_classes={len(self.classes)}"
+            )
+        if expected is None or tuple(expected) in (shape, (math.prod(shape),)):
+            return
+        expected = tuple(expected)
+        images = raw / split_file_names(self.dataset_cls, train=True)[0]
+        takes = f"{expected[0]}-pixel images" if len(expected) == 1 else "x".join(map(str, expected)) + " images"
+        raise DataError(
+            f"{images} holds {shape[0]}x{shape[1]} images but the model takes {takes}: use MNIST-format files of "
+            f"images that size, or a model built for {shape[0]}x{shape[1]} ones (model.input_size={math.prod(shape)} "
+            "for mlp and linear; cnn takes 28x28 only)"
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.indices:

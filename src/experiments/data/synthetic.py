@@ -25,22 +25,24 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + array.astype(np.uint8).tobytes()
 
 
-def learnable_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """28x28 noise with a bright 6x6 patch whose position encodes the label: easy to learn."""
-    images = rng.integers(0, 60, size=(len(labels), 28, 28), dtype=np.uint8)
+def learnable_images(labels: np.ndarray, rng: np.random.Generator, size: int = 28) -> np.ndarray:
+    """size x size (>= 28) noise with a bright 6x6 patch whose position encodes the label: easy to learn."""
+    images = rng.integers(0, 60, size=(len(labels), size, size), dtype=np.uint8)
     for i, label in enumerate(labels):
         row, col = divmod(int(label), 5)
         images[i, 3 + row * 12 : 9 + row * 12, 2 + col * 5 : 8 + col * 5] = 255
     return images
 
 
-def write_dataset(raw_dir: Path, n_train: int = 600, n_test: int = 200, gz: bool = True, seed: int = 0) -> Path:
-    """Write the four files into raw_dir (gzip-compressed or plain); returns raw_dir."""
+def write_dataset(
+    raw_dir: Path, n_train: int = 600, n_test: int = 200, gz: bool = True, seed: int = 0, size: int = 28
+) -> Path:
+    """Write the four files into raw_dir (gzip-compressed or plain), images of size x size; returns raw_dir."""
     rng = np.random.default_rng(seed)
     raw_dir.mkdir(parents=True, exist_ok=True)
     for split, count in (("train", n_train), ("test", n_test)):
         labels = rng.integers(0, 10, size=count, dtype=np.uint8)
-        arrays = {"images": learnable_images(labels, rng), "labels": labels}
+        arrays = {"images": learnable_images(labels, rng, size), "labels": labels}
         for kind, array in arrays.items():
             data = idx_bytes(array)
             name = FILES[(split, kind)]

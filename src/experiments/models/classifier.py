@@ -99,6 +99,11 @@ class MNISTClassifier(L.LightningModule):
         self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
         self.register_buffer("train_seen", torch.zeros((), dtype=torch.long), persistent=False)
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """What the network takes per image: (rows, columns), or (pixels,) for the networks that flatten."""
+        return tuple(self.net.input_shape)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
@@ -191,7 +196,9 @@ class MNISTClassifier(L.LightningModule):
                 f"model.scheduler: {name} cannot schedule {where} ({exc or type(exc).__name__}); "
                 "train for more steps, change model.scheduler, or use model/scheduler=none"
             ) from exc
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        # `name`: LearningRateMonitor's tag, next to the other train/ curves in TensorBoard.
+        config = {"scheduler": scheduler, "interval": "step", "name": "train/lr"}
+        return {"optimizer": optimizer, "lr_scheduler": config}
 
     def _total_optimizer_steps(self) -> int:
         # Lightning's own count: max_steps, max_epochs, limit_train_batches and accumulate_grad_batches.

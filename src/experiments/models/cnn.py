@@ -16,6 +16,8 @@ class LeNet(nn.Module):
     The first convolution pads by 2 so that 28x28 inputs keep LeNet-5's 32x32 geometry: 28 -> 14 -> 10 -> 5.
     """
 
+    input_shape = (28, 28)  # rows, columns: the geometry above is fixed
+
     def __init__(
         self,
         channels: Sequence[int] = (6, 16),

@@ -10,3 +10,4 @@ class SoftmaxRegression(nn.Sequential):
 
     def __init__(self, input_size: int = 784, num_classes: int = 10) -> None:
         super().__init__(nn.Flatten(), nn.Linear(input_size, num_classes))
+        self.input_shape = (input_size,)  # pixels per image, flattened

@@ -43,3 +43,4 @@ class MLP(nn.Sequential):
             width = hidden
         layers.append(nn.Linear(width, num_classes))
         super().__init__(*layers)
+        self.input_shape = (input_size,)  # pixels per image, flattened

@@ -31,13 +31,16 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import CheckpointError, ConfigError, DataError, ExperimentError, RunInterrupted
-from experiments.runs import resume
+from experiments.runs import hparams, resume
 from experiments.runs.records import write_json_atomic
 
 log = logging.getLogger(__name__)
 
 # What a failed multirun job returns to the sweeper, so that the sweep goes on with the other jobs.
-FAILED_JOB_RESULT: float | None = float("nan")
+# Not NaN: hydra-optuna-sweeper 1.3 tells optuna 2.10 a NaN value, which it refuses, then retries as FAIL
+# with the NaN still attached, which it refuses too, ending the study (facebookresearch/hydra #2237, fixed
+# upstream, unreleased). None fails the sweeper's float() first: a FAIL trial, no value.
+FAILED_JOB_RESULT: float | None = None
 
 # The run's log file: Hydra's job logging writes `<run dir>/<job name>.log`, and the job is `train`.
 LOG_FILE = "train.log"
@@ -63,6 +66,7 @@ def mark_record(record_path: Path, status: str, message: str) -> None:
     with contextlib.suppress(OSError, ValueError):
         record = json.loads(record_path.read_text())
         write_json_atomic(record_path, {**record, "status": status, "error": message})
+        hparams.end_session(record_path.parent, status)  # a failed run's TensorBoard HParams row says so too
 
 
 def os_error_line(exc: OSError) -> str:

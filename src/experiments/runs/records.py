@@ -1,5 +1,5 @@
-"""What a run records about itself (run.json, TensorBoard's HParams), shared by the writer (RunRecord) and the
-readers (sweep report): no heavy imports."""
+"""What a run records about itself in run.json, shared by the writer (RunRecord) and the readers (sweep
+report): no heavy imports. What it shows in TensorBoard's HParams: experiments.runs.hparams."""
 
 from __future__ import annotations
 
@@ -42,26 +42,3 @@ def run_info(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
         "dataset": cfg.data.dataset,
         "seed": cfg.seed,
     }
-
-
-def hparams_for_logging(cfg: DictConfig) -> dict[str, Any]:
-    """The knobs worth comparing in TensorBoard's HParams tab, flattened, as plain scalars/strings."""
-    flat: dict[str, Any] = {}
-
-    def visit(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "_target_":
-                    flat[prefix] = str(value).rsplit(".", 1)[-1]
-                elif not key.startswith("_") and key not in ("data_dir", "cache_dir", "search_dirs"):
-                    visit(f"{prefix}.{key}", value)
-        else:
-            flat[prefix] = node if isinstance(node, (int, float, str, bool)) else str(node)
-
-    container = OmegaConf.to_container(cfg, resolve=True)
-    visit("data", container["data"])
-    visit("model", container["model"])
-    for key in ("max_epochs", "precision", "accelerator"):
-        flat[f"trainer.{key}"] = str(cfg.trainer.get(key))
-    flat["seed"] = cfg.seed
-    return flat

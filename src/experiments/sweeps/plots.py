@@ -1,25 +1,28 @@
-"""Sweep figures: best val accuracy over batch size x learning rate, val accuracy curves per job, and the
-mean test accuracy of each configuration of a sweep over seeds.
+"""Sweep figures: best val accuracy over a batch size x learning rate grid, the trials of a search (Optuna)
+as a scatter, val accuracy curves per job, and the mean test accuracy of each configuration of a sweep
+over seeds.
 
 matplotlib is imported inside the functions (no pyplot, no GUI backend): only the report needs it.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from experiments import atomic
 from experiments.config.names import short_overrides
-from experiments.sweeps.results import COMPLETED, JobResult, varying_overrides
+from experiments.sweeps.results import COMPLETED, FAILED, INCOMPLETE, NOT_STARTED, JobResult, varying_overrides
 from experiments.sweeps.stats import BEST, WITHIN_NOISE, ConfigResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-# Past this many distinct values per axis (an Optuna search draws continuous lrs) a grid is unreadable,
-# so the jobs are drawn as a scatter over log axes instead.
-_MAX_GRID_VALUES = 10
+# A sweep without a plan (experiments.sweeps.plan) with more distinct values than this on an axis was
+# not a grid (a search draws continuous lrs): its jobs are drawn as a scatter, as a search's are.
+MAX_GRID_VALUES = 10
 _COLOR_SPAN = 10.0  # accuracy points covered by the heatmap's colour scale
 _ZOOM_SPAN = 5.0  # accuracy points shown in the curves' zoomed panel
 # Bars more than this many accuracy points below the best mean (chance level) are cut off at the left
@@ -59,7 +62,8 @@ def _grid(ax: Axes, cells: dict[tuple[int, float], JobResult]) -> None:
     low = max(float(finite.min()) if finite.size else 0.0, high - _COLOR_SPAN)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
     image = ax.imshow(values, cmap=cmap, vmin=low, vmax=high)
-    ax.figure.colorbar(image, ax=ax, label="best val accuracy (%)", extend="min" if finite.min() < low else "neither")
+    clipped = finite.size and finite.min() < low
+    ax.figure.colorbar(image, ax=ax, label="best val accuracy (%)", extend="min" if clipped else "neither")
     mid = (low + high) / 2
     for (size, lr), job in cells.items():
         row, col = sizes.index(size), lrs.index(lr)
@@ -73,20 +77,6 @@ def _grid(ax: Axes, cells: dict[tuple[int, float], JobResult]) -> None:
     ax.set_yticks(range(len(sizes)), [str(s) for s in sizes])
 
 
-def _scatter(ax: Axes, cells: dict[tuple[int, float], JobResult]) -> None:
-    done = [(b, lr, j.val_acc_best * 100) for (b, lr), j in cells.items() if j.val_acc_best is not None]
-    failed = [(b, lr) for (b, lr), j in cells.items() if j.val_acc_best is None]
-    if done:
-        sizes, lrs, accs = zip(*done, strict=True)
-        points = ax.scatter(lrs, sizes, c=accs, cmap="viridis", s=60)
-        ax.figure.colorbar(points, ax=ax, label="best val accuracy (%)")
-    if failed:
-        ax.scatter([lr for _, lr in failed], [b for b, _ in failed], marker="x", color="red", label="failed")
-        ax.legend(loc="best")
-    ax.set_xscale("log")
-    ax.set_yscale("log", base=2)
-
-
 def heatmap_figure(jobs: list[JobResult], title: str = "Best validation accuracy") -> Figure:
     cells = _best_per_cell(jobs)
     sizes = {b for b, _ in cells}
@@ -96,13 +86,78 @@ def heatmap_figure(jobs: list[JobResult], title: str = "Best validation accuracy
     if not cells:
         ax.text(0.5, 0.5, "no job with a batch size and a learning rate", ha="center", va="center")
         ax.set_axis_off()
-    elif len(sizes) <= _MAX_GRID_VALUES and len(lrs) <= _MAX_GRID_VALUES:
-        _grid(ax, cells)
     else:
-        _scatter(ax, cells)
+        _grid(ax, cells)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("batch size")
     ax.set_title(title)
+    return fig
+
+
+def is_grid(jobs: list[JobResult]) -> bool:
+    """Whether jobs without a plan read as a batch size x lr grid (few distinct values on each axis)."""
+    cells = _best_per_cell(jobs)
+    return len({b for b, _ in cells}) <= MAX_GRID_VALUES and len({lr for _, lr in cells}) <= MAX_GRID_VALUES
+
+
+def scatter_figure(jobs: list[JobResult], metric: str = "val/acc_best") -> Figure:
+    """The trials of a search, one point each: the optimised metric over the learning rate (log axis),
+    coloured by batch size; hollow for an interrupted trial (its best epoch so far). A trial that failed
+    (e.g. diverged) or never reached a value is an 'x' along the bottom at its lr, so it is seen but does
+    not stretch the metric's axis. Trials not started have no lr yet: the title counts them."""
+    import matplotlib
+
+    fig = _figure(7.5, 4.5)
+    ax = fig.add_subplot()
+    percent = "acc" in metric  # accuracies are stored as fractions and shown in %, like everywhere else
+    scale = 100.0 if percent else 1.0
+    drawn = [j for j in jobs if j.lr is not None and j.status != NOT_STARTED]
+    with_value = [j for j in drawn if j.status in (COMPLETED, INCOMPLETE) and j.value(metric) is not None]
+    without = [j for j in drawn if j not in with_value]
+    name = "failed" if all(j.status == FAILED for j in without) else "failed or no value"
+    colors = matplotlib.colormaps["tab10"].colors
+    sizes = sorted({j.batch_size for j in with_value}, key=lambda b: (b is None, b or 0))
+    for i, size in enumerate(sizes):
+        group = [j for j in with_value if j.batch_size == size]
+        color = colors[i % len(colors)]
+        label = "batch size ?" if size is None else f"batch size {size}"
+        done = [j for j in group if j.status == COMPLETED]
+        cut = [j for j in group if j.status != COMPLETED]
+        if done:
+            ax.scatter([j.lr for j in done], [j.value(metric) * scale for j in done], color=color, s=40, label=label)
+        if cut:
+            label = label if not done else None
+            ys = [j.value(metric) * scale for j in cut]
+            ax.scatter([j.lr for j in cut], ys, facecolors="none", edgecolors=color, s=40, label=label)
+    if any(j.status != COMPLETED for j in with_value):
+        ax.scatter([], [], facecolors="none", edgecolors="grey", s=40, label="hollow: interrupted (best epoch)")
+    if without:
+        # x in data coordinates, y in axes coordinates: a row along the bottom, below every point (the
+        # margin below), whatever the metric's range.
+        ax.margins(y=0.15)
+        ax.plot(
+            [j.lr for j in without],
+            [0.04] * len(without),
+            "x",
+            color="black",
+            markersize=9,
+            markeredgewidth=2,
+            transform=ax.get_xaxis_transform(),
+            label=name,
+        )
+    if not drawn:
+        ax.text(0.5, 0.5, "no trial with a learning rate", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel(f"optimised: {metric} (%)" if percent else f"optimised: {metric}")
+    counts = f"{len(with_value)} with a value, {len(without)} {name}" if without else f"{len(with_value)} trials"
+    not_started = sum(j.status == NOT_STARTED for j in jobs)
+    if not_started:
+        counts += f", {not_started} not started"
+    ax.set_title(f"Search trials: {metric} over learning rate\n({counts})", fontsize=10)
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
 
@@ -175,5 +230,7 @@ def bars_figure(configs: list[ConfigResult]) -> Figure:
 
 
 def save(fig: Figure, path: Path, dpi: int = 110) -> Path:
-    fig.savefig(path, dpi=dpi)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    atomic.write_bytes(path, buffer.getvalue())
     return path

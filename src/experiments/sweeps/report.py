@@ -1,4 +1,6 @@
-"""The sweep report: summary.csv, summary.md, heatmap.png and curves.png in the sweep directory.
+"""The sweep report: summary.csv, summary.md, heatmap.png (a grid) or scatter.png (a search: Optuna) and
+curves.png in the sweep directory. Every planned job is a row: those that never started too
+(experiments.sweeps.plan, written when the multirun starts), so a sweep killed hard still reports in full.
 
 A sweep that repeats configurations over `seed` (e.g. `seed=1,2,3`) is reported per configuration instead:
 summary.csv and summary.md hold one row per configuration (n, mean, std, min, max over its seeds, and
@@ -7,15 +9,19 @@ to the end of summary.md, and bars.png (mean test accuracy ± std) is also logge
 `sweep/bars` in <sweep dir>/report/. The heatmap, of means, is drawn only for a batch size x lr grid.
 
 Written by `SweepReportCallback` when a Hydra multirun ends (hydra.callbacks.sweep_report in
-conf/hydra/default.yaml) and by `experiments-compare sweep_dir=<sweep dir>` for any sweep, including an
-interrupted or partial one. This module is imported by Hydra at start-up, so matplotlib, scipy and
+conf/hydra/default.yaml; it writes the plan when the multirun starts) and by
+`experiments-compare sweep_dir=<sweep dir>` for any sweep, including an interrupted or partial one. Files
+are written atomically. This module is imported by Hydra at start-up, so matplotlib, scipy and
 torch are only imported when a report is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +29,17 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments.sweeps.results import COMPLETED, FAILED, JobResult, collect_jobs, varying_overrides
+from experiments import atomic
+from experiments.sweeps.plan import GRID, SEARCH, mark_finished, read_plan, write_plan
+from experiments.sweeps.results import (
+    COMPLETED,
+    FAILED,
+    INCOMPLETE,
+    NOT_STARTED,
+    JobResult,
+    collect_jobs,
+    varying_overrides,
+)
 from experiments.sweeps.stats import (
     ALPHA,
     BEST,
@@ -85,8 +101,7 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def write_csv(jobs: list[JobResult], path: Path) -> Path:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
+    with _csv_file(path) as writer:
         writer.writerow(CSV_COLUMNS)
         for rank, job in enumerate(jobs, 1):
             writer.writerow(
@@ -108,9 +123,16 @@ def write_csv(jobs: list[JobResult], path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _csv_file(path: Path) -> Iterator[Any]:
+    """A csv writer whose rows replace `path` in one step when the block ends."""
+    buffer = io.StringIO(newline="")
+    yield csv.writer(buffer)
+    atomic.write_text(path, buffer.getvalue())
+
+
 def write_config_csv(configs: list[ConfigResult], path: Path) -> Path:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
+    with _csv_file(path) as writer:
         writer.writerow(CONFIG_COLUMNS)
         for rank, config in enumerate(configs, 1):
             spreads = [(s.mean, s.std, s.min, s.max) for s in (config.val, config.test)]
@@ -167,9 +189,10 @@ def markdown_table(jobs: list[JobResult]) -> str:
     ]
     for rank, job in enumerate(jobs, 1):
         status = job.status if job.status == COMPLETED else f"**{job.status}**"
+        unknown = job.status == NOT_STARTED and not job.overrides  # a search's trial: chosen when it starts
         cells = [
             str(rank),
-            " ".join(f"`{o}`" for o in varied.get(job.job, [])) or job.name,
+            " ".join(f"`{o}`" for o in varied.get(job.job, [])) or ("(not chosen yet)" if unknown else job.name),
             str(job.batch_size) if job.batch_size is not None else "",
             _fmt(job.lr, "g"),
             _fmt(None if job.val_acc_best is None else job.val_acc_best * 100, ".2f"),
@@ -183,13 +206,23 @@ def markdown_table(jobs: list[JobResult]) -> str:
     return "\n".join(lines)
 
 
+def _counts(jobs: list[JobResult]) -> str:
+    """'16 jobs: 5 completed, 1 failed, 1 incomplete, 9 not started'."""
+    number = {status: sum(j.status == status for j in jobs) for status in (COMPLETED, FAILED, INCOMPLETE)}
+    text = f"{len(jobs)} jobs: " + ", ".join(f"{n} {status}" for status, n in number.items())
+    not_started = sum(j.status == NOT_STARTED for j in jobs)
+    return text + (f", {not_started} {NOT_STARTED}" if not_started else "")
+
+
 def write_markdown(
-    jobs: list[JobResult], sweep_dir: Path, path: Path, configs: list[ConfigResult] | None = None
+    jobs: list[JobResult],
+    sweep_dir: Path,
+    path: Path,
+    configs: list[ConfigResult] | None = None,
+    picture: str = "heatmap.png",
 ) -> Path:
-    shared, _ = varying_overrides(jobs)
-    completed = sum(j.status == COMPLETED for j in jobs)
-    failed = sum(j.status == FAILED for j in jobs)
-    counts = f"{len(jobs)} jobs: {completed} completed, {failed} failed, {len(jobs) - completed - failed} incomplete."
+    shared, varied = varying_overrides(jobs)
+    counts = _counts(jobs) + "."
     if configs is None:
         lines = [
             f"# Sweep {sweep_dir.name}",
@@ -204,7 +237,8 @@ def write_markdown(
             "",
             f"{counts} {len(configs)} configurations, each run with several seeds: one row per configuration, "
             "sorted best first by mean best validation accuracy; accuracies in % as mean ± sample std over its "
-            "n completed jobs; train s is their mean training time; failed counts failed or incomplete jobs.",
+            "n completed jobs; train s is their mean training time; failed counts failed, incomplete or not started "
+            "jobs.",
             "",
             f"Ranking rule: {RULE}",
             "",
@@ -212,7 +246,9 @@ def write_markdown(
     if shared:
         lines += ["Common to all jobs: " + " ".join(f"`{o}`" for o in shared), ""]
     if configs is None:
-        lines += [markdown_table(jobs), "", "![best val accuracy](heatmap.png)", "", "![val accuracy](curves.png)", ""]
+        alt = "search trials: metric over lr" if picture == "scatter.png" else "best val accuracy"
+        lines += [markdown_table(jobs), "", f"![{alt}]({picture})", ""]
+        lines += ["![val accuracy](curves.png)", ""]
     else:
         lines += [config_markdown_table(configs), "", "![test accuracy per configuration](bars.png)", ""]
         if (sweep_dir / "heatmap.png").is_file():
@@ -220,10 +256,14 @@ def write_markdown(
         lines += ["![val accuracy](curves.png)", "", "## Jobs", "", markdown_table(jobs), ""]
     problems = [j for j in jobs if j.status != COMPLETED]
     if problems:
-        lines += ["## Failed or incomplete jobs", ""]
-        lines += [f"- `{j.job}`: {j.status}: {j.error or 'no error recorded'}" for j in problems]
+        lines += ["## Failed, incomplete or not started jobs", ""]
+        for job in problems:
+            # A job never started has no directory to name: what differs in its overrides says which it is.
+            what = " ".join(f"`{o}`" for o in varied[job.job]) if job.status == NOT_STARTED else f"`{job.job}`"
+            label = f"job {job.num} {what}".rstrip()
+            lines.append(f"- {label}: {job.status}: {job.error or 'no error recorded'}")
         lines.append("")
-    path.write_text("\n".join(lines))
+    atomic.write_text(path, "\n".join(lines))
     return path
 
 
@@ -232,11 +272,18 @@ def write_report(sweep_dir: Path) -> SweepReport:
     from experiments.sweeps import plots as sweep_plots  # matplotlib: only now
 
     jobs = collect_jobs(sweep_dir)
+    plan = read_plan(sweep_dir)
     if not repeats_seeds(jobs):
+        # A search (Optuna) draws its lrs from a continuous range: a grid of them is mostly empty cells.
+        kind = plan.kind if plan else (GRID if sweep_plots.is_grid(jobs) else SEARCH)
+        if kind == SEARCH:
+            name, figure = "scatter", sweep_plots.scatter_figure(jobs, plan.metric if plan else "val/acc_best")
+        else:
+            name, figure = "heatmap", sweep_plots.heatmap_figure(jobs)
         files = {
             "csv": write_csv(jobs, sweep_dir / "summary.csv"),
-            "markdown": write_markdown(jobs, sweep_dir, sweep_dir / "summary.md"),
-            "heatmap": sweep_plots.save(sweep_plots.heatmap_figure(jobs), sweep_dir / "heatmap.png"),
+            "markdown": write_markdown(jobs, sweep_dir, sweep_dir / "summary.md", picture=f"{name}.png"),
+            name: sweep_plots.save(figure, sweep_dir / f"{name}.png"),
             "curves": sweep_plots.save(sweep_plots.curves_figure(jobs), sweep_dir / "curves.png"),
         }
         return SweepReport(sweep_dir, jobs, files)
@@ -276,7 +323,9 @@ def write_bars(fig: Figure, path: Path, log_dir: Path) -> Path:
     from experiments.runs.figures import render
 
     image = render(fig, dpi=110)
-    Image.fromarray(image).save(path)
+    png = io.BytesIO()
+    Image.fromarray(image).save(png, format="PNG")
+    atomic.write_bytes(path, png.getvalue())
     for old in log_dir.glob("events.out.tfevents.*"):  # a rebuilt report replaces the chart, not adds one
         old.unlink()
     with SummaryWriter(log_dir=str(log_dir)) as writer:
@@ -287,8 +336,12 @@ def write_bars(fig: Figure, path: Path, log_dir: Path) -> Path:
 def describe(report: SweepReport) -> str:
     """What a person needs at the end of a sweep: the best configuration and where the report is."""
     jobs = report.jobs
-    failed = [j for j in jobs if j.status != COMPLETED]
-    lines = [f"Sweep: {len(jobs)} jobs, {len(jobs) - len(failed)} completed, {len(failed)} failed or incomplete"]
+    failed = sum(j.status in (FAILED, INCOMPLETE) for j in jobs)
+    completed = sum(j.status == COMPLETED for j in jobs)
+    not_started = sum(j.status == NOT_STARTED for j in jobs)
+    line = f"Sweep: {len(jobs)} jobs, {completed} completed, {failed} failed or incomplete"
+    lines = [line + (f", {not_started} {NOT_STARTED}" if not_started else "")]
+    lines += _not_started_lines(jobs)
     best = report.best
     configs = report.configs
     if best is None:
@@ -306,12 +359,30 @@ def describe(report: SweepReport) -> str:
                 f"Within noise of best: {within_noise(configs)} of {len(configs) - 1} other configurations "
                 f"(Welch's t-test on test accuracy: p >= {ALPHA:g}, or n<2)"
             )
-    others = "summary.csv, jobs.csv, bars.png, curves.png" if configs else "summary.csv, heatmap.png, curves.png"
+    picture = "scatter.png" if "scatter" in report.files else "heatmap.png"
+    others = "summary.csv, jobs.csv, bars.png, curves.png" if configs else f"summary.csv, {picture}, curves.png"
     lines += [
         f"Report: {report.files['markdown']}  ({others} alongside)",
         f"TensorBoard: tensorboard --logdir {report.sweep_dir}",
     ]
     return "\n".join(lines)
+
+
+# A killed grid can leave most of its jobs unstarted: past this many, the rest are only in summary.md.
+_MAX_LISTED = 8
+
+
+def _not_started_lines(jobs: list[JobResult]) -> list[str]:
+    """'Not started: job 5: data.batch_size=64 model.optimizer.lr=0.1', one per job (what differs only)."""
+    waiting = sorted((j for j in jobs if j.status == NOT_STARTED), key=lambda j: j.num)
+    _, varied = varying_overrides(jobs)
+    lines = [
+        f"{'Not started:' if i == 0 else '':12} job {j.num}: {' '.join(varied[j.job]) or 'overrides not chosen yet'}"
+        for i, j in enumerate(waiting[:_MAX_LISTED])
+    ]
+    if len(waiting) > _MAX_LISTED:
+        lines.append(f"{'':12} and {len(waiting) - _MAX_LISTED} more (summary.md)")
+    return lines
 
 
 def _percent(spread: Spread) -> str:
@@ -323,13 +394,18 @@ def _percent(spread: Spread) -> str:
 
 
 class SweepReportCallback(Callback):
-    """Hydra callback: writes the report when a multirun ends, whatever happened to single jobs."""
+    """Hydra callback: writes the list of planned jobs when a multirun starts (so that a sweep killed hard
+    still reports the jobs it never reached), and the report when it ends, whatever happened to single jobs."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        write_plan(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not sweep_dir.is_dir():  # e.g. every job failed before Hydra created a directory
             return
         try:
+            mark_finished(sweep_dir)
             report = write_report(sweep_dir)
         except Exception as exc:  # the jobs' results are safe on disk; the report can be rebuilt
             print(

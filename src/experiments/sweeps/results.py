@@ -2,8 +2,10 @@
 
 Each job writes `run.json` (see `experiments.runs.callbacks.RunRecord`). A job killed hard has none, or one
 still saying "running"; it is listed anyway, as incomplete, with its batch size and learning rate taken
-from Hydra's own `.hydra/overrides.yaml` / `.hydra/config.yaml`, so a partial sweep still reports.
-Only json + yaml here: reading results must stay cheap.
+from Hydra's own `.hydra/overrides.yaml` / `.hydra/config.yaml`, so a partial sweep still reports. Jobs of
+the sweep's plan (experiments.sweeps.plan) that have no directory are listed as not started.
+Values come from those files, never from directory names; only the job number is read from the name's
+leading digits. Only json + yaml here: reading results must stay cheap.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ from typing import Any
 import yaml
 
 from experiments.runs.records import finite_or_none
+from experiments.sweeps.plan import read_plan
 
-COMPLETED, FAILED, INCOMPLETE = "completed", "failed", "incomplete"
-_STATUS_ORDER = {COMPLETED: 0, INCOMPLETE: 1, FAILED: 2}
+COMPLETED, FAILED, INCOMPLETE, NOT_STARTED = "completed", "failed", "incomplete", "not started"
+_STATUS_ORDER = {COMPLETED: 0, INCOMPLETE: 1, FAILED: 2, NOT_STARTED: 3}
 
 
 @dataclass
 class JobResult:
-    job: str  # the job directory's name, e.g. "3_batch_size=64,lr=0.03"
+    job: str  # the job directory's name, e.g. "3_batch_size=64,lr=0.03"; the job number if it has none
     num: int  # Hydra's job number (the directory prefix); -1 when the name has none
-    status: str  # completed | failed | incomplete (interrupted, killed, or still running)
+    status: str  # completed | failed | incomplete (interrupted, killed, or still running) | not started
     overrides: list[str] = field(default_factory=list)
     batch_size: int | None = None
     lr: float | None = None
@@ -37,6 +40,11 @@ class JobResult:
     samples_per_sec: float | None = None
     error: str = ""
     val_acc_per_epoch: list[float | None] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)  # run.json's final metrics, finite ones only
+
+    def value(self, metric: str) -> float | None:
+        """A final metric, e.g. the one a search optimises; for val/acc_best also an interrupted job's best."""
+        return self.val_acc_best if metric == "val/acc_best" else self.metrics.get(metric)
 
     @property
     def name(self) -> str:
@@ -67,9 +75,9 @@ def _override_value(overrides: list[str], key: str) -> str | None:
     return None
 
 
-def _hyperparameters(job_dir: Path, overrides: list[str]) -> tuple[int | None, float | None]:
+def _hyperparameters(job_dir: Path | None, overrides: list[str]) -> tuple[int | None, float | None]:
     """Batch size and lr of a job without run.json: its overrides first, else Hydra's composed config."""
-    config = _load_yaml(job_dir / ".hydra" / "config.yaml") or {}
+    config = (_load_yaml(job_dir / ".hydra" / "config.yaml") if job_dir else None) or {}
     batch_size = _override_value(overrides, "data.batch_size") or config.get("data", {}).get("batch_size")
     optimizer = config.get("model", {}).get("optimizer", {})
     lr = _override_value(overrides, "model.optimizer.lr") or (optimizer or {}).get("lr")
@@ -117,7 +125,17 @@ def read_job(job_dir: Path) -> JobResult:
         samples_per_sec=_mean([s for r in history if (s := finite_or_none(r.get("samples_per_sec"))) is not None]),
         error=error,
         val_acc_per_epoch=val_curve,
+        metrics={str(k): v for k, value in metrics.items() if (v := finite_or_none(value)) is not None},
     )
+
+
+def not_started(num: int, overrides: list[str] | None) -> JobResult:
+    """A planned job without a directory: the sweep stopped (or is still running) before it began."""
+    batch_size, lr = _hyperparameters(None, overrides or [])
+    error = "the sweep had not reached this job (stopped, killed, or still running)"
+    if overrides is None:
+        error += "; the sweeper chooses its overrides when it starts"
+    return JobResult(str(num), num, NOT_STARTED, overrides or [], batch_size, lr, error=error)
 
 
 def is_job_dir(path: Path) -> bool:
@@ -125,9 +143,13 @@ def is_job_dir(path: Path) -> bool:
 
 
 def collect_jobs(sweep_dir: Path) -> list[JobResult]:
-    """Every job directory directly under `sweep_dir`, best first (completed by best val acc, then
-    incomplete, then failed)."""
+    """Every job directory directly under `sweep_dir`, and every planned job without one, best first
+    (completed by best val acc, then incomplete, failed, not started)."""
     jobs = [read_job(path) for path in sorted(sweep_dir.iterdir()) if is_job_dir(path)]
+    plan = read_plan(sweep_dir)
+    if plan is not None and not plan.finished:
+        found = {job.num for job in jobs}
+        jobs += [not_started(p.num, p.overrides) for p in plan.jobs if p.num not in found]
     return sorted(jobs, key=rank_key)
 
 
@@ -141,9 +163,11 @@ def rank_key(job: JobResult) -> tuple[int, float, float, int]:
 
 
 def varying_overrides(jobs: list[JobResult]) -> tuple[list[str], dict[str, list[str]]]:
-    """Split overrides into those shared by all jobs and, per job, those that differ (the swept ones)."""
-    if not jobs:
-        return [], {}
-    common = set(jobs[0].overrides).intersection(*(set(j.overrides) for j in jobs[1:]))
-    shared = [o for o in jobs[0].overrides if o in common]
+    """Split overrides into those shared by all jobs and, per job, those that differ (the swept ones).
+    Jobs whose overrides are not known yet (not started trials of a search) take no part."""
+    known = [j for j in jobs if j.overrides or j.status != NOT_STARTED]
+    if not known:
+        return [], {j.job: [] for j in jobs}
+    common = set(known[0].overrides).intersection(*(set(j.overrides) for j in known[1:]))
+    shared = [o for o in known[0].overrides if o in common]
     return shared, {j.job: [o for o in j.overrides if o not in common] for j in jobs}

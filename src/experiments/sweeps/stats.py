@@ -70,7 +70,7 @@ class ConfigResult:
 
     @property
     def failed(self) -> int:
-        """Jobs that failed (a bad value, a divergence, a crash) or never finished."""
+        """Jobs that failed (a bad value, a divergence, a crash), never finished or never started."""
         return len(self.jobs) - self.n
 
     @property
