@@ -99,9 +99,16 @@ def bad_values(name: str, hint: Any) -> tuple[str, ...]:
     return ()  # paths, names, Lightning's registries (accelerator, strategy, profiler), groups: below
 
 
-def value_cases() -> list[tuple[tuple[str, ...], str]]:
-    """(group selection, override) for every bad value of every key of every option's schema."""
-    targets: list[tuple[tuple[str, ...], str, type]] = [
+# Keys with no generated values: paths and names (the run cases below), Lightning's registries (unknown
+# names are Lightning's to refuse when it builds the Trainer) and groups (the last value cases).
+NOT_GENERATED = {"run_name", "ckpt_path", "resume", "data_dir", "log_dir", "cache_dir", "output_dir"}
+NOT_GENERATED |= {"search_dirs", "default_root_dir", "accelerator", "strategy", "profiler"}
+NOT_GENERATED |= {"data", "model", "trainer", "logger", "callbacks", "paths", "optimizer", "scheduler", "loss"}
+
+
+def targets() -> list[tuple[tuple[str, ...], str, type[schema.Schema]]]:
+    """(group selection, key, schema) of one option per schema of every group."""
+    found: list[tuple[tuple[str, ...], str, type[schema.Schema]]] = [
         ((), "", schema.TrainConfig),
         ((), "trainer", schema.TrainerConfig),
         ((), "paths", schema.PathsConfig),
@@ -110,10 +117,15 @@ def value_cases() -> list[tuple[tuple[str, ...], str]]:
         key = group.replace("/", ".")
         for option in options(group):
             node_schema = schema.SCHEMAS["data" if group == "data" else "adam" if option == "adamw" else option]
-            if all(node_schema is not seen for _, _, seen in targets):  # one option per schema (adam, adamw)
-                targets.append(((f"{group}={option}",), key, node_schema))
+            if all(node_schema is not seen for _, _, seen in found):  # one option per schema (adam, adamw)
+                found.append(((f"{group}={option}",), key, node_schema))
+    return found
+
+
+def value_cases() -> list[tuple[tuple[str, ...], str]]:
+    """(group selection, override) for every bad value of every key of every option's schema."""
     cases = []
-    for selection, key, node_schema in targets:
+    for selection, key, node_schema in targets():
         hints = typing.get_type_hints(node_schema)
         for field in fields(node_schema):
             if field.name.startswith("_"):
@@ -123,7 +135,7 @@ def value_cases() -> list[tuple[tuple[str, ...], str]]:
                 if f"{full}={value}" not in VALID:
                     cases.append((selection, f"{full}={value}"))
     # Keys that are not in the schema, in every node that has one, and values typed in place of a group.
-    for selection, key, node_schema in targets:
+    for selection, key, node_schema in targets():
         if not node_schema.OPEN:  # the trainer takes any Lightning argument: Lightning refuses `+trainer.bogus`
             cases.append((selection, f"+{key + '.' if key else ''}bogus=1"))
     for group in ("model.optimizer", "model.scheduler", "model.loss", "logger", "callbacks"):
@@ -222,6 +234,17 @@ def verdict(base: DictConfig, overrides: list[str]) -> tuple[str, str]:
 def names_the_key(override: str, message: str) -> bool:
     key = override.lstrip("+").split("=", 1)[0]
     return key in message or key.rsplit(".", 1)[-1] in message
+
+
+def test_the_generator_covers_every_key_of_every_schema() -> None:
+    """A key added to a schema gets bad values generated, or is named in NOT_GENERATED with a reason."""
+    covered = {node_schema for _, _, node_schema in targets()}
+    assert covered == set(schema.SCHEMAS.values()) - {schema.BenchmarkConfig}  # BENCHMARK_CASES below
+    for _, _, node_schema in targets():
+        hints = typing.get_type_hints(node_schema)
+        for field in fields(node_schema):
+            if not field.name.startswith("_") and not bad_values(field.name, hints[field.name]):
+                assert field.name in NOT_GENERATED, f"{node_schema.__name__}.{field.name}: no bad values"
 
 
 def test_every_generated_value_is_refused_naming_its_key(base_configs) -> None:
