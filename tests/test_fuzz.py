@@ -335,6 +335,8 @@ class RaiseAt(Callback):
         if self.kind == "bug":
             raise ZeroDivisionError("injected bug")
         target = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(b"PK\x03\x04 half a checkpoint")  # what a write cut short by a full disk leaves
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
 
 
@@ -514,6 +516,7 @@ def test_a_full_disk_during_training_names_the_file_and_the_errno(train_cli, tmp
         "paths.log_dir to a folder on another one"
     ]
     assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+    assert not target.exists(), "a half-written checkpoint must not stay to be loaded"
 
 
 def test_a_bug_before_training_leaves_nothing_and_says_how_to_see_it(

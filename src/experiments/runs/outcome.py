@@ -87,6 +87,18 @@ def os_error_of(exc: BaseException) -> OSError | None:
     return None
 
 
+def remove_half_written_checkpoint(exc: OSError, output_dir: Path) -> None:
+    """A checkpoint of this run whose write failed (a full disk) is half-written: delete it, so that nobody
+    loads it and the space it took lets run.json say the run failed. Other files are left as they are."""
+    name = exc.filename2 if exc.filename2 is not None else exc.filename
+    if name is None or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return
+    target = Path(os.fsdecode(name)).resolve()
+    if target.suffix == ".ckpt" and target.is_file() and output_dir.resolve() in target.parents:
+        with contextlib.suppress(OSError):
+            target.unlink()
+
+
 def log_traceback(exc: BaseException, output_dir: Path) -> Path:
     """Write exc's traceback into the run's log file only (the console gets one line), and return the file.
 
@@ -142,6 +154,8 @@ def report_failure(
         print(f"interrupted: {message}; continue with: {resume.command(output_dir)}", file=sys.stderr)
         sys.exit(128 + exc.signum)  # the shell convention for "killed by this signal"; stops a sweep too
 
+    if (os_error := os_error_of(exc)) is not None:
+        remove_half_written_checkpoint(os_error, output_dir)
     # A resumed run that cannot start (data moved, corrupt checkpoint) stays resumable as it was.
     before_training = resuming and isinstance(exc, (ConfigError, DataError, CheckpointError))
     # Training started (or a sweep job, whose directory the sweep report lists): keep its files, say how it ended.
