@@ -135,7 +135,7 @@ def run(cfg: DictConfig) -> float | None:
             if cfg.get("resume"):
                 resumed = resume.prepare(cfg, output_dir, overrides)
                 cfg, overrides = resumed.cfg, resumed.overrides
-            logs.ignore_spurious_warnings()
+            logs.ignore_spurious_warnings(output_dir / "checkpoints" if resuming else None)
             if is_global_zero:
                 log.info(f"Run: {resume.shown(output_dir)}  (resume if interrupted: {resume.command(output_dir)})")
             metrics = train(cfg, output_dir, overrides)

@@ -44,7 +44,7 @@ def _item(override: str) -> str:
     key, _, value = override.partition("=")
     key = re.sub(r"[^A-Za-z0-9_-]+", "-", re.split(r"[./]", key.lstrip("+~"))[-1])
     value = re.sub(r"[\[\](){}'\"\s]", "", _short_floats(value).replace(",", "x"))
-    value = re.sub(r"[^A-Za-z0-9.+-]+", "-", value)
+    value = "-".join(part for part in re.split(r"[^A-Za-z0-9.+-]+", value) if part)  # /tmp/x -> tmp-x
     return f"{key}-{value}" if value else key
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from pathlib import Path
 
 
 class OtherLoggers(logging.Filter):
@@ -31,8 +32,9 @@ class DropMessages(logging.Filter):
         return not self.pattern.search(record.getMessage())
 
 
-def ignore_spurious_warnings() -> None:
-    """Called by every run (not at import: pytest and warnings.catch_warnings restore the filters)."""
+def ignore_spurious_warnings(checkpoint_dir: Path | None = None) -> None:
+    """Called by every run (not at import: pytest and warnings.catch_warnings restore the filters), with
+    the checkpoint directory of a run being resumed."""
     # Lightning 2.6's own pytree helper (lightning.pytorch.utilities._pytree) builds torch's LeafSpec,
     # which torch >= 2.10 deprecates: nothing this project calls or can change.
     warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
@@ -42,3 +44,9 @@ def ignore_spurious_warnings() -> None:
     warnings.filterwarnings(
         "ignore", r"The number of training batches \(\d+\) is smaller than the logging interval", UserWarning
     )
+    if checkpoint_dir is not None:
+        # A resumed run's ModelCheckpoint goes on with the files it wrote itself (its state is restored
+        # from last.ckpt); only another directory's checkpoints would be a reason to warn (Lightning names
+        # the directory by its real path).
+        own = re.escape(str(checkpoint_dir.resolve()))
+        warnings.filterwarnings("ignore", rf"Checkpoint directory {own} exists and is not empty", UserWarning)
