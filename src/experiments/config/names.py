@@ -43,7 +43,7 @@ def _item(override: str) -> str:
     """'data.batch_size=32' -> 'batch_size-32', 'model.hidden_sizes=[256,128]' -> 'hidden_sizes-256x128'."""
     key, _, value = override.partition("=")
     key = re.sub(r"[^A-Za-z0-9_-]+", "-", re.split(r"[./]", key.lstrip("+~"))[-1])
-    value = re.sub(r"[\[\](){}'\"\s]", "", _short_floats(value).replace(",", "x"))
+    value = re.sub(r"[\[\](){}'\"]", "", re.sub(r"\s*,\s*", "x", _short_floats(value)))
     value = "-".join(part for part in re.split(r"[^A-Za-z0-9.+-]+", value) if part)  # /tmp/x -> tmp-x
     return f"{key}-{value}" if value else key
 
