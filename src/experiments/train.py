@@ -30,7 +30,7 @@ from experiments.runs.records import hparams_for_logging, run_info
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 names.register()
 schema.register()
-# Hydra's job logging prints these lines and keeps them in <run dir>/train.log (conf/hydra/default.yaml).
+# Hydra's job logging prints these lines and keeps them in <run dir>/train.log (conf/hydra/job_logging/run.yaml).
 log = logging.getLogger(__name__)
 
 

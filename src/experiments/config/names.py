@@ -8,7 +8,8 @@ override's last key part and its value joined by `-`, overrides joined by `_`, l
     model.hidden_sizes=[256,128]                 -> <time>_hidden_sizes-256x128
     sweep job 3 of data.batch_size=64,...        -> <sweep time>/003_batch_size-64_lr-0.03
 
-A `run_name` is kept as given (letters of any script), with other characters replaced by `-`.
+A `run_name` is kept as given (letters of any script), with other characters replaced by `-`; Hydra reads
+non-ASCII letters only in quotes, which the printed resume command then has (experiments.runs.resume).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from omegaconf import OmegaConf
 from experiments.runs import resume
 
 # Bytes of the name after the time stamp or job number: far below the 255-byte limit of file names, and
-# short enough that TensorBoard's HParams table shows a sweep job's whole name.
+# short, for TensorBoard's HParams table, which cuts long trial names.
 MAX_NAME_BYTES = 80
 # conf/hydra/default.yaml joins the overrides in hydra.job.override_dirname with this, a character no
 # override contains, so list values like [256,128] are never split.
