@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQ
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from experiments.config.build import build_group
-from experiments.config.names import run_suffix, short_overrides
+from experiments.config.names import ITEM_SEP, run_suffix, short_overrides
 from experiments.data.datamodule import MNISTDataModule
 from experiments.models.classifier import MNISTClassifier
 from experiments.train import CONFIG_DIR
@@ -144,6 +144,6 @@ def test_experiment_recipes_compose(experiment: str) -> None:
 def test_run_directory_names_are_readable() -> None:
     assert short_overrides("data.batch_size=32,model.optimizer.lr=0.1") == "batch_size=32,lr=0.1"
     assert short_overrides("model/optimizer=adam,+trainer.foo=1") == "optimizer=adam,foo=1"
-    assert run_suffix("", "data.dataset=x/y") == "_dataset=x_y"
+    assert run_suffix("", ITEM_SEP.join(["data.dataset=x/y", "data.batch_size=32"])) == "_dataset-x-y_batch_size-32"
     assert run_suffix("mine", "data.batch_size=32") == "_mine"
     assert run_suffix("", "") == ""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from tensorboard.plugins.hparams import api_pb2
 
 from tests.conftest import FAST_RUN, REPO_ROOT, CliResult
 from tests.tensorboard_views import read_hparams
+from tests.test_resume import HEADER
 
 # Three epochs of 16 batches (500 images in batches of 32), one optimizer step each: a signal at batch 3
 # of epoch 1 lands mid-epoch, after the first end-of-epoch checkpoint.
@@ -47,8 +51,15 @@ def steps_by_tag(run_dir: Path) -> dict[str, list[int]]:
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
 def test_interrupted_run_resumes_in_place(run_train, cli, mnist_dir: Path, tmp_path: Path, signal_name: str) -> None:
     args = [f"paths.data_dir={mnist_dir}", *RUN, *fault(tmp_path, signal_name)]
-    killed = run_train(*args, env={"PYTHONPATH": str(REPO_ROOT)})
+    # tests.faults from the repository root, and the package from where PYTHONPATH had it (a worktree's src/).
+    killed = run_train(*args, env={"PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])})
     (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
+    # Printed when the run started, so a SIGKILLed user has it too: the command to paste, as it was run.
+    header = HEADER.search(killed.stdout)
+    assert header and header["dir"] == str(run_dir.relative_to(tmp_path)), killed.stdout[-2000:]
+    *program, resume_token = shlex.split(header["command"])
+    assert program == [sys.executable, str(REPO_ROOT / "train.py")]
+    assert resume_token == f"resume={header['dir']}", "typed without quotes"
     record = json.loads((run_dir / "run.json").read_text())
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     if signal_name == "SIGKILL":
@@ -60,7 +71,7 @@ def test_interrupted_run_resumes_in_place(run_train, cli, mnist_dir: Path, tmp_p
         # run's callbacks come first): the next batch finishes, then the run stops after 5 steps of epoch 1.
         assert killed.returncode == 128 + 15, killed.stderr[-2000:]
         assert killed.stderr.strip().splitlines()[-1].startswith(f"interrupted: SIGTERM at step {STEPS_PER_EPOCH + 5}")
-        assert f"resume={run_dir}" in killed.stderr
+        assert killed.stderr.strip().endswith(f"continue with: {header['command']}")
         assert record["status"] == "interrupted"
         last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
         assert last["global_step"] == STEPS_PER_EPOCH + 5
@@ -69,7 +80,7 @@ def test_interrupted_run_resumes_in_place(run_train, cli, mnist_dir: Path, tmp_p
     assert float(saved["val_acc_best.max_value"]) == pytest.approx(record["history"][0]["val/acc_best"])
 
     # The same command with resume= added: accepted, since it changes nothing the run learns.
-    resumed = cli(*args, f"resume={run_dir}")
+    resumed = cli(*args, resume_token)
     assert resumed.code == 0, resumed.err
     assert list((tmp_path / "outputs" / "runs").iterdir()) == [run_dir], "no new run directory"
     record = json.loads((run_dir / "run.json").read_text())
@@ -157,8 +168,7 @@ def succeeded(result: CliResult) -> str:
 
 
 def test_evaluate_reproduces_the_runs_test_metrics(finished_run: Path, tmp_path: Path, command) -> None:
-    # Run directory names hold = and , (Hydra's override grammar): quoted, as a user would.
-    out = succeeded(command("evaluate", f"ckpt_path='{finished_run}'", f"output={tmp_path / 'metrics.json'}"))
+    out = succeeded(command("evaluate", f"ckpt_path={finished_run}", f"output={tmp_path / 'metrics.json'}"))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     run_metrics = json.loads((finished_run / "run.json").read_text())["metrics"]
     # The run tested its best checkpoint on the same test set: evaluate must agree.
@@ -188,7 +198,7 @@ def test_predict_reads_images_of_any_polarity_and_writes_csv(
     expected = model(images.flatten(1)).softmax(-1)
 
     out = succeeded(
-        command("predict", f"ckpt_path='{finished_run}'", f"inputs={folder}", "top_k=2", f"csv={tmp_path / 'p.csv'}")
+        command("predict", f"ckpt_path={finished_run}", f"inputs={folder}", "top_k=2", f"csv={tmp_path / 'p.csv'}")
     )
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert [Path(r["path"]).name for r in rows] == [f"{i}.png" for i in range(6)]
@@ -249,9 +259,9 @@ def test_command_help_lists_its_keys(command, name: str) -> None:
 
 def test_commands_leave_nothing_in_the_working_directory(command, finished_run: Path, tmp_path: Path) -> None:
     """No outputs/, .hydra/ or log file: a command writes what it is asked to (output=, csv=) and nothing else."""
-    succeeded(command("evaluate", f"ckpt_path='{finished_run}'", f"output={tmp_path / 'metrics.json'}"))
+    succeeded(command("evaluate", f"ckpt_path={finished_run}", f"output={tmp_path / 'metrics.json'}"))
     succeeded(command("doctor", f"data_dir={tmp_path}"))
-    assert command("predict", f"ckpt_path='{finished_run}'").code == 1
+    assert command("predict", f"ckpt_path={finished_run}").code == 1
     assert command("compare", f"sweep_dir={finished_run}").code == 1
     assert list(Path.cwd().iterdir()) == []
     assert (tmp_path / "metrics.json").is_file()

@@ -42,9 +42,8 @@ def test_each_model_trains_evaluates_and_predicts(name: str, cli, command, mnist
     assert record["model"] == name
     assert record["loss"] == ("focal" if name == "cnn" else "cross_entropy")
 
-    # Run directory names hold = and , (Hydra's override grammar): quoted, as a user would.
     metrics_file = tmp_path / "metrics.json"
-    evaluated = command("evaluate", f"ckpt_path='{run_dir}'", f"output={metrics_file}")
+    evaluated = command("evaluate", f"ckpt_path={run_dir}", f"output={metrics_file}")
     assert evaluated.code == 0, evaluated.err
     metrics = json.loads(metrics_file.read_text())
     assert metrics["accuracy"] == pytest.approx(record["metrics"]["test/acc"], abs=1e-6)
@@ -60,7 +59,7 @@ def test_each_model_trains_evaluates_and_predicts(name: str, cli, command, mnist
     digits.mkdir()
     for i, image in enumerate(pixels.numpy()):
         Image.fromarray(image).save(digits / f"{i}.png")
-    predicted = command("predict", f"ckpt_path='{run_dir}'", f"inputs={digits}", f"csv={tmp_path / 'p.csv'}")
+    predicted = command("predict", f"ckpt_path={run_dir}", f"inputs={digits}", f"csv={tmp_path / 'p.csv'}")
     assert predicted.code == 0, predicted.err
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     with torch.inference_mode():

@@ -8,6 +8,7 @@ import contextlib
 import csv
 import io
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -80,10 +81,11 @@ def test_grid_gives_one_readable_directory_per_job(grid_sweep: tuple[Path, str])
     sweep_dir, _ = grid_sweep
     jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
     assert len(jobs) == 4
+    assert [job[:4] for job in jobs] == ["000_", "001_", "002_", "003_"], "zero-padded job numbers sort in order"
     for size in GRID["data.batch_size"]:
         for lr in GRID["model.optimizer.lr"]:
-            wanted = {f"batch_size={size}", f"lr={lr}"}
-            assert sum(wanted <= set(job.split("_", 1)[1].split(",")) for job in jobs) == 1, jobs
+            wanted = rf"(^|_)batch_size-{size}(_|$).*(^|_)lr-{lr}(_|$)"
+            assert sum(bool(re.search(wanted, job.split("_", 1)[1])) for job in jobs) == 1, jobs
 
 
 def test_summary_has_one_row_per_job_best_first(grid_sweep: tuple[Path, str]) -> None:
@@ -174,7 +176,7 @@ def test_report_lists_interrupted_and_killed_jobs(tmp_path: Path) -> None:
     row = {"epoch": 0, "seconds": 1.0, "samples_per_sec": 100.0, "val/acc": 0.5}
     write_job(
         tmp_path,
-        "0_batch_size=32",
+        "000_batch_size-32",
         ["data.batch_size=32"],
         {
             "status": "completed",
@@ -187,11 +189,11 @@ def test_report_lists_interrupted_and_killed_jobs(tmp_path: Path) -> None:
     )
     write_job(
         tmp_path,
-        "1_batch_size=64",
+        "001_batch_size-64",
         ["data.batch_size=64"],
         {"status": "running", "batch_size": 64, "lr": 0.1, "history": [row], "epochs": 1},
     )
-    write_job(tmp_path, "2_batch_size=128", ["data.batch_size=128", "model.optimizer.lr=0.3"], None)
+    write_job(tmp_path, "002_batch_size-128_lr-0.3", ["data.batch_size=128", "model.optimizer.lr=0.3"], None)
     # The plan written when the sweep started: a 4th job, which the kill came before, has no directory.
     planned = [["data.batch_size=32"], ["data.batch_size=64"], ["data.batch_size=128", "model.optimizer.lr=0.3"]]
     planned.append(["data.batch_size=256", "model.optimizer.lr=0.3"])

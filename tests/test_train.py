@@ -53,9 +53,10 @@ def finished_run(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> t
 
 def test_summary_names_accuracy_run_dir_and_tensorboard_command(finished_run: tuple[Path, str]) -> None:
     run_dir, stdout = finished_run
+    shown = run_dir.relative_to(run_dir.parents[2])  # outputs/runs/<run>, as typed in the directory it ran in
     assert "Test accuracy:" in stdout
-    assert f"Run directory: {run_dir}" in stdout
-    assert f"tensorboard --logdir {run_dir}" in stdout
+    assert f"Run directory: {shown}" in stdout
+    assert f"tensorboard --logdir {shown}" in stdout
 
 
 def test_run_directory_has_config_record_and_figures(finished_run: tuple[Path, str]) -> None:

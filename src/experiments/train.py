@@ -10,6 +10,8 @@ answer without them.
 
 from __future__ import annotations
 
+import logging
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import names, schema
 from experiments.config.build import build, build_group, rejected
-from experiments.runs import hparams, outcome, resume
+from experiments.runs import hparams, logs, outcome, resume
 from experiments.runs.records import run_info
 
 # The configs ship inside the package (the repository's top-level `conf/` links here), so an installed
@@ -28,6 +30,8 @@ from experiments.runs.records import run_info
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 names.register()
 schema.register()
+# Hydra's job logging prints these lines and keeps them in <run dir>/train.log (conf/hydra/job_logging/run.yaml).
+log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, float | None]:
@@ -107,8 +111,11 @@ def print_summary(metrics: dict[str, float | None], output_dir: Path) -> None:
         lines.append(f"Test accuracy: {metrics['test/acc']:.2%}   (test loss {metrics['test/loss']:.4f})")
     if metrics.get("val/acc_best") is not None:
         lines.append(f"Best val acc:  {metrics['val/acc_best']:.2%}")
-    lines += [f"Run directory: {output_dir}", f"TensorBoard:   tensorboard --logdir {output_dir}"]
-    print("\n".join(lines), flush=True)
+    run_dir = resume.shown(output_dir)
+    tensorboard = f"{resume.tool('tensorboard')} --logdir {shlex.quote(run_dir)}"
+    lines += [f"Run directory: {run_dir}", f"TensorBoard:   {tensorboard}"]
+    for line in lines:
+        log.info(line)
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -127,6 +134,9 @@ def run(cfg: DictConfig) -> float | None:
             if cfg.get("resume"):
                 resumed = resume.prepare(cfg, output_dir, overrides)
                 cfg, overrides = resumed.cfg, resumed.overrides
+            logs.ignore_spurious_warnings(output_dir / "checkpoints" if resuming else None)
+            if is_global_zero:
+                log.info(f"Run: {resume.shown(output_dir)}  (resume if interrupted: {resume.command(output_dir)})")
             metrics = train(cfg, output_dir, overrides)
     except Exception as exc:
         return outcome.report_failure(exc, output_dir, overrides, resuming, is_global_zero)

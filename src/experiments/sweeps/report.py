@@ -21,6 +21,7 @@ import contextlib
 import csv
 import io
 import logging
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from experiments import atomic
+from experiments.runs import resume
 from experiments.sweeps.plan import GRID, SEARCH, mark_finished, read_plan, write_plan
 from experiments.sweeps.results import (
     COMPLETED,
@@ -363,7 +365,7 @@ def describe(report: SweepReport) -> str:
     others = "summary.csv, jobs.csv, bars.png, curves.png" if configs else f"summary.csv, {picture}, curves.png"
     lines += [
         f"Report: {report.files['markdown']}  ({others} alongside)",
-        f"TensorBoard: tensorboard --logdir {report.sweep_dir}",
+        f"TensorBoard: {resume.tool('tensorboard')} --logdir {shlex.quote(resume.shown(report.sweep_dir))}",
     ]
     return "\n".join(lines)
 
