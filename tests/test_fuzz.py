@@ -398,7 +398,7 @@ def fake_statvfs(read_only: Path) -> Callable[[Any], Any]:
     return statvfs
 
 
-RUN_CASE_COUNT = 18
+RUN_CASE_COUNT = 19
 ACCEPTED = ""  # the expected error line of a case that must run (inside the log dir)
 
 
@@ -440,8 +440,9 @@ def run_cases(tmp: Path, mnist_dir: Path, checkpoint: Path) -> list[tuple[str, l
         ("run_name with a slash", [*ok, "run_name=a/../../b", "train=false"], {}, ACCEPTED),
         ("run_name ..", [*ok, "run_name=..", "train=false"], {}, ACCEPTED),
         ("run_name with a control character", [*ok, "run_name='a\\0b\x01'", "train=false"], {}, ACCEPTED),
-        # Cut to fit by another branch (then accepted); here refused in one line.
-        ("run_name long non-ASCII", [*ok, "run_name='" + "é" * 200 + "'", "train=false"], {}, "run_name"),
+        # Names are cut to fit, by bytes (experiments.config.names); a folder name too long is refused.
+        ("run_name long non-ASCII", [*ok, "run_name='" + "é" * 200 + "'", "train=false"], {}, ACCEPTED),
+        ("log_dir with a 300-byte name", [data, f"paths.log_dir={tmp / ('d' * 300)}", *QUICK], {}, "bytes"),
         ("ckpt_path missing", [*ok, f"ckpt_path={tmp / 'none.ckpt'}"], {}, "none.ckpt"),
         ("ckpt_path a folder", [*ok, f"ckpt_path={tmp}"], {}, "ckpt_path"),
         ("ckpt_path a text file", [*ok, f"ckpt_path={a_file}"], {}, "a_file.txt"),
@@ -480,6 +481,7 @@ def test_runs_keep_the_promise(
         if named == ACCEPTED:
             problems += [f"{d} is outside {logs / 'runs'}" for d in new if d.resolve().parent != logs / "runs"]
             problems += [] if len(new) == 1 else [f"{len(new)} run directories"]
+            problems += [f"{d.name} is longer than a file name may be" for d in new if len(d.name.encode()) > 255]
         elif not any(named in line for line in result.error_lines):
             problems.append(f"the error line does not say {named!r}: {result.error_lines}")
         tracebacks += any("traceback" in p for p in problems)

@@ -238,17 +238,20 @@ class LogDirCheck(Callback):
         self._check(config, "hydra.sweep.dir")
 
     def _check(self, config: DictConfig, run_dir_key: str) -> None:
-        log_dir = OmegaConf.select(config, "paths.log_dir", default=None)
-        problem = folder_problem(Path(str(log_dir))) if log_dir is not None else None
-        if problem:
-            fail(f"paths.log_dir={log_dir}: {problem}; set paths.log_dir to a writable folder with free space")
         run_dir = OmegaConf.select(config, run_dir_key, default=None)  # `${now:...}` is cached: Hydra gets the same
         long = [part for part in Path(str(run_dir)).parts if len(part.encode()) > NAME_MAX] if run_dir else []
         if long:
             fail(
-                f"the run directory name {long[0][:40]}... is {len(long[0].encode())} bytes, more than the "
-                f"{NAME_MAX} a file name may have; use a shorter run_name (or paths.log_dir)"
+                f"the folder name {long[0][:40]}... in the run directory is {len(long[0].encode())} bytes, more "
+                f"than the {NAME_MAX} a file name may have; use a shorter run_name or paths.log_dir"
             )
+        log_dir = OmegaConf.select(config, "paths.log_dir", default=None)
+        try:
+            problem = folder_problem(Path(str(log_dir))) if log_dir is not None else None
+        except OSError as exc:  # what the checks themselves meet (a path too long, a folder we may not list)
+            problem = os_error_line(exc)
+        if problem:
+            fail(f"paths.log_dir={log_dir}: {problem}; set paths.log_dir to a writable folder with free space")
 
 
 def fail(message: str) -> None:
