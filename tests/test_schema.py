@@ -39,6 +39,7 @@ def test_name_lists_match_the_code() -> None:
     assert {s.NET for s in schema.SCHEMAS.values() if issubclass(s, schema.ModelConfig)} == set(NETWORKS)
     assert tuple(ACTIVATIONS) == schema.ACTIVATIONS
     assert tuple(DATASETS) == schema.DATASETS
+    assert {name: len(cls.classes) for name, cls in DATASETS.items()} == schema.NUM_CLASSES
     assert schema.LOADERS == LOADERS
 
 
