@@ -53,6 +53,8 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
+from experiments.commands import one_line_errors
+from experiments.config import schema
 from experiments.data.files import dataset_class, load_split, prepare_root
 from experiments.data.synthetic import write_dataset
 from experiments.models.mlp import MLP
@@ -439,7 +441,9 @@ def throughput_tables(root: Path, devices: list[torch.device], args: DictConfig,
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="benchmark")
+@one_line_errors
 def main(args: DictConfig) -> None:
+    schema.validate(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {}

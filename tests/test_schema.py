@@ -39,6 +39,7 @@ def test_name_lists_match_the_code() -> None:
     assert {s.NET for s in schema.SCHEMAS.values() if issubclass(s, schema.ModelConfig)} == set(NETWORKS)
     assert tuple(ACTIVATIONS) == schema.ACTIVATIONS
     assert tuple(DATASETS) == schema.DATASETS
+    assert {name: len(cls.classes) for name, cls in DATASETS.items()} == schema.NUM_CLASSES
     assert schema.LOADERS == LOADERS
 
 
@@ -79,14 +80,17 @@ def test_every_shipped_option_passes_the_schema(overrides: str) -> None:
         (["model.scheduler.pct_start=5"], "model.scheduler.pct_start=5 must be in [0, 1]"),
         (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch=0 must be >= 1, or null"),
         (["trainer.log_every_n_steps=-1"], "trainer.log_every_n_steps=-1 must be >= 0 (0: no per-step logs)"),
-        (["data.std=nan"], "data.std=nan must be a finite number > 0"),
+        (["data.std=nan"], "data.std=nan must be > 0 and in [0, 1] (pixels are read into [0, 1])"),
         (
             ["model.activation=swish"],
             "model.activation=swish is not supported; choose relu | tanh | sigmoid | leaky_relu | gelu",
         ),
         (["model.compile=yes"], "model.compile=yes must be true or false"),
-        (["model.l1=-1"], "model.l1=-1 must be a finite number >= 0"),
-        (["model/loss=focal", "model.loss.gamma=-1"], "model.loss.gamma=-1 must be a finite number >= 0"),
+        (["model.l1=-1"], "model.l1=-1 must be in [0, 1]: a larger penalty is a typo"),
+        (
+            ["model/loss=focal", "model.loss.gamma=-1"],
+            "model.loss.gamma=-1 must be in [0, 10]: a larger one leaves no loss",
+        ),
         (["model.loss.label_smoothing=1"], "model.loss.label_smoothing=1 must be in [0, 1)"),
         (
             ["model=cnn", "model.activation=swish"],

@@ -1,7 +1,8 @@
 """The commands besides training: evaluate, predict, doctor, compare.
 
 Each is a Hydra app with a flat config of its own (conf/<command>.yaml) that writes no run directory and
-no log file. What they share is here: a user mistake ends with one `error:` line and exit status 1.
+no log file. What they share is here: a failure ends with one `error:` line and exit status 1, and a file
+they are asked to write is checked before the work.
 """
 
 from __future__ import annotations
@@ -16,23 +17,33 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import ConfigError, ExperimentError
+from experiments.runs.outcome import os_error_line, os_error_of, writable_problem
 
 # The same folder train.py composes from; each command reads its own <command>.yaml there.
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def one_line_errors(task: Callable[[DictConfig], None]) -> Callable[[DictConfig], None]:
-    """Wrap a Hydra task: an ExperimentError becomes `error: <message>` on stderr and exit status 1
-    (the traceback instead with HYDRA_FULL_ERROR=1, the switch Hydra and train.py use)."""
+    """Wrap a Hydra task: any failure becomes `error: <message>` on stderr and exit status 1 (the traceback
+    instead with HYDRA_FULL_ERROR=1, the switch Hydra and train.py use). A user mistake's message names
+    the input and the fix; an OSError names the file and what its errno means; anything else is a bug,
+    reported by type and message."""
 
     @functools.wraps(task)
     def run(cfg: DictConfig) -> None:
         try:
             task(cfg)
-        except ExperimentError as exc:
+        except Exception as exc:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+            if isinstance(exc, ExperimentError):
+                message = " ".join(str(exc).split())
+            elif (os_error := os_error_of(exc)) is not None:
+                message = os_error_line(os_error)
+            else:
+                message = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
+                message += " (HYDRA_FULL_ERROR=1 prints the traceback)"
+            print(f"error: {message}", file=sys.stderr, flush=True)
             sys.exit(1)
 
     return run
@@ -43,3 +54,22 @@ def required(cfg: DictConfig, key: str, how: str) -> Any:
     if OmegaConf.is_missing(cfg, key):
         raise ConfigError(f"{key} is required: {how}")
     return cfg[key]
+
+
+def output_file(cfg: DictConfig, key: str, example: str) -> Path | None:
+    """The file `cfg[key]` names for the command to write at its end (None: not asked for), checked before
+    the work starts: not a folder, in a folder that exists and can take a file."""
+    value = cfg.get(key)
+    if value is None or str(value) == "":
+        return None
+    path = Path(str(value))
+    if path.is_dir():
+        raise ConfigError(f"{key}={value} is a folder; name a file in it, e.g. {key}={path / example}")
+    folder = Path(os.path.abspath(path)).parent
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise ConfigError(f"{key}={value}: its folder {folder} {what}; name a file in an existing folder")
+    problem = writable_problem(folder, min_free=0)  # a full disk fails the (atomic) write with one line
+    if problem:
+        raise ConfigError(f"{key}={value}: {problem}; name a file in a writable folder")
+    return path

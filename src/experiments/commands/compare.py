@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from experiments.commands import CONFIG_DIR, one_line_errors, required
 from experiments.errors import ConfigError
+from experiments.runs.outcome import writable_problem
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="compare")
@@ -34,6 +35,9 @@ def main(cfg: DictConfig) -> None:
             f"sweep_dir={sweep_dir} holds no job directories (with .hydra/ or run.json) and no list of planned "
             "jobs; pass a sweep directory"
         )
+    problem = writable_problem(sweep_dir, min_free=0)  # the report goes into it
+    if problem:
+        raise ConfigError(f"sweep_dir={sweep_dir}: {problem}; the report is written into the sweep directory")
     print(describe(write_report(sweep_dir)), flush=True)
 
 

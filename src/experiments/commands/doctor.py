@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from experiments.commands import CONFIG_DIR, one_line_errors
+from experiments.errors import ConfigError
 
 # Where conf/data/fashion_mnist.yaml also looks (Debian's dataset-fashion-mnist package).
 EXTRA_SEARCH_DIRS = {"mnist": [], "fashion_mnist": ["/usr/share/datasets/fashion-mnist"]}
@@ -68,7 +69,11 @@ def report(data_dir: str) -> list[str]:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="doctor")
 @one_line_errors
 def main(cfg: DictConfig) -> None:
-    print("\n".join(report(str(cfg.data_dir))), flush=True)
+    data_dir = Path(str(cfg.data_dir))
+    # A missing folder is an answer ("not found"); a file where the folder should be is a mistake.
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"data_dir={data_dir} is a file; pass the folder that holds MNIST/raw/")
+    print("\n".join(report(str(data_dir))), flush=True)
 
 
 if __name__ == "__main__":

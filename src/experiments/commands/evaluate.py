@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from experiments.atomic import write_text
-from experiments.commands import CONFIG_DIR, one_line_errors, required
+from experiments.commands import CONFIG_DIR, one_line_errors, output_file, required
 from experiments.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ def main(cfg: DictConfig) -> None:
     batch_size = cfg.batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a positive integer")
+    output_file(cfg, "output", "metrics.json")  # checked before the work, not after it
 
     from experiments.runs.files import RunFiles  # torch: only now that there is work to do
 

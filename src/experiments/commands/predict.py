@@ -18,7 +18,7 @@ import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from experiments.atomic import write_text
-from experiments.commands import CONFIG_DIR, one_line_errors, required
+from experiments.commands import CONFIG_DIR, one_line_errors, output_file, required
 from experiments.errors import CheckpointError, ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -178,6 +178,9 @@ def main(cfg: DictConfig) -> None:
     top_k = cfg.top_k
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ConfigError(f"top_k={top_k!r} must be a positive integer")
+    if cfg.which not in ("best", "last"):
+        raise ConfigError(f"which={cfg.which!r} must be best or last")
+    output_file(cfg, "csv", "predictions.csv")  # checked before the work, not after it
 
     from experiments.runs.files import RunFiles  # torch: only now that there is work to do
 

@@ -11,6 +11,7 @@ range checks. No torch or Lightning here, so a config mistake is reported before
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -36,6 +37,19 @@ MAX_LR = 10.0
 MAX_WIDTH = 65536
 # numpy and Lightning take 32-bit seeds (Lightning refuses others only once training starts).
 MAX_SEED = 2**32 - 1
+# Above this a penalty (model.l1, weight_decay) outweighs any loss: the weights only shrink, or overflow.
+MAX_PENALTY = 1.0
+# Above this the focal loss leaves nothing to learn from: (1 - p) ** gamma is ~0 for every p.
+MAX_GAMMA = 10.0
+# DataLoader worker processes: more than a few per core only competes for the cores (and a typo forks thousands).
+MAX_WORKERS = 4 * (os.cpu_count() or 1)
+# Pixels are read into [0, 1]: a normalisation mean or std outside that range is not one of these images.
+PIXEL_RANGE = "in [0, 1] (pixels are read into [0, 1])"
+# Both datasets: ten classes of 28x28 images (experiments.data.files).
+NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10}
+IMAGE_PIXELS = 28 * 28
+# What train() returns for multirun searches to optimise (experiments.train).
+METRICS = ("val/acc_best", "val/acc", "test/acc", "test/loss")
 # Lightning's own format for a duration (lightning.pytorch.callbacks.Timer).
 DURATION = re.compile(r"\d+:\d\d:\d\d:\d\d")
 
@@ -84,6 +98,11 @@ def _finite_at_least(value: float, low: float) -> bool:
     return math.isfinite(value) and value >= low
 
 
+def _in(value: float, low: float, high: float) -> bool:
+    """low <= value <= high; false for NaN."""
+    return low <= value <= high
+
+
 # --- top level: conf/train.yaml ---
 
 
@@ -107,8 +126,56 @@ class TrainConfig(Schema):
     optimized_metric: str = MISSING
 
     def __post_init__(self) -> None:
+        for group in ("data", "model", "trainer", "paths"):
+            self.require(
+                group,
+                isinstance(getattr(self, group), Schema),
+                f"must be a config group; pick one with {group}=<option>",
+            )
+        for group in ("logger", "callbacks"):
+            nodes = getattr(self, group)
+            self.require(
+                group, isinstance(nodes, (dict, type(None))), f"must be a config group; pick one with {group}=<option>"
+            )
+            for name, node in (nodes or {}).items():
+                # Each entry is an object to build (`_target_: ...`), or empty to switch one off.
+                if not (node is None or node == {} or (isinstance(node, dict) and "_target_" in node)):
+                    raise ConfigError(
+                        f"{group}.{name}={_show(node)} is not an object to build (a node with _target_); "
+                        f"`python train.py --cfg job` lists the {group}"
+                    )
         self.require("seed", 0 <= self.seed <= MAX_SEED, f"must be in [0, {MAX_SEED}]")
         self.require("test_figures", self.test_figures >= 0, "must be >= 0 (0: no figures)")
+        self.require("optimized_metric", self.optimized_metric in METRICS, _one_of(METRICS))
+        self.require(
+            "optimized_metric",
+            self.test or not self.optimized_metric.startswith("test/"),
+            "needs test=true (the test metrics exist only after testing)",
+        )
+        # Checked across groups: each knows only its own keys.
+        classes = NUM_CLASSES[self.data.dataset]
+        if self.model.num_classes != classes:
+            raise ConfigError(
+                f"model.num_classes={self.model.num_classes} must be {classes}: "
+                f"data={self.data.dataset} has {classes} classes"
+            )
+        size = getattr(self.model, "input_size", IMAGE_PIXELS)
+        if size != IMAGE_PIXELS:
+            raise ConfigError(
+                f"model.input_size={size} must be {IMAGE_PIXELS}: data={self.data.dataset} images are 28x28 pixels"
+            )
+
+
+# --- paths: conf/paths/default.yaml (where things are; Hydra makes the run directories under log_dir) ---
+
+
+@dataclass
+class PathsConfig(Schema):
+    KEY: ClassVar[str] = "paths"
+    data_dir: str = MISSING
+    log_dir: str = MISSING
+    cache_dir: str = MISSING
+    output_dir: str = MISSING
 
 
 # --- data: conf/data/*.yaml, the arguments of experiments.data.datamodule.MNISTDataModule ---
@@ -140,11 +207,18 @@ class DataConfig(Schema):
         self.require("batch_size", self.batch_size >= 1, "must be >= 1")
         self.require("eval_batch_size", self.eval_batch_size >= 1, "must be >= 1")
         # The upper bounds depend on the dataset's size: the DataModule checks them once it has read the files.
-        self.require("val_size", self.val_size >= 0, "must be >= 0")
-        self.require("mean", math.isfinite(self.mean), "must be a finite number")
-        self.require("std", math.isfinite(self.std) and self.std > 0, "must be a finite number > 0")
+        self.require(
+            "val_size", self.val_size >= 1, "must be >= 1 (for no validation at all: trainer.limit_val_batches=0)"
+        )
+        self.require("mean", _in(self.mean, 0, 1), f"must be {PIXEL_RANGE}")
+        self.require("std", _in(self.std, 0, 1) and self.std > 0, f"must be > 0 and {PIXEL_RANGE}")
+        self.require("seed", 0 <= self.seed <= MAX_SEED, f"must be in [0, {MAX_SEED}]")
         self.require("loader", self.loader in LOADERS, _one_of(LOADERS))
-        self.require("num_workers", self.num_workers >= 0, "must be >= 0 (0: load in the main process)")
+        self.require(
+            "num_workers",
+            0 <= self.num_workers <= MAX_WORKERS,
+            f"must be in [0, {MAX_WORKERS}] (0: load in the main process; at most 4 per CPU core)",
+        )
 
 
 # --- model: conf/model/{linear,mlp,cnn}.yaml, the arguments of experiments.models.classifier.MNISTClassifier ---
@@ -172,14 +246,29 @@ class ModelConfig(Schema):
             self.net == self.NET,
             f"is not the network model={self.NET} configures; pick a network with model={'|'.join(NETWORKS)}",
         )
+        # A schema instance: a value typed in place of the group (`model.loss=abc`) is not one.
         self.require(
             "optimizer",
-            self.optimizer is not None,
+            isinstance(self.optimizer, OptimizerConfig),
             "must be set; pick one with model/optimizer=sgd|adam|adamw|rmsprop|adagrad",
         )
-        self.require("loss", self.loss is not None, "must be set; pick one with model/loss=cross_entropy|focal|mse")
+        self.require(
+            "loss", isinstance(self.loss, LossConfig), "must be set; pick one with model/loss=cross_entropy|focal|mse"
+        )
+        self.require(
+            "scheduler",
+            self.scheduler in (None, {}) or isinstance(self.scheduler, (OneCycleConfig, CosineConfig)),
+            "must be a schedule; pick one with model/scheduler=onecycle|cosine|none",
+        )
         self.require("num_classes", self.num_classes >= 2, "must be >= 2")
-        self.require("l1", _finite_at_least(self.l1, 0), "must be a finite number >= 0")
+        self.require("l1", _in(self.l1, 0, MAX_PENALTY), f"must be in [0, {MAX_PENALTY:g}]: a larger penalty is a typo")
+        if isinstance(self.scheduler, CosineConfig) and isinstance(self.optimizer, OptimizerConfig):
+            eta_min, lr = self.scheduler.eta_min, self.optimizer.lr
+            if not eta_min <= lr:
+                raise ConfigError(
+                    f"model.scheduler.eta_min={_show(eta_min)} must be <= model.optimizer.lr={_show(lr)}: "
+                    "the cosine schedule decays from the learning rate down to eta_min"
+                )
 
     def require_widths(self, name: str, example: str) -> None:
         widths = getattr(self, name)
@@ -258,7 +347,9 @@ class FocalConfig(LossConfig):
     gamma: float = MISSING
 
     def __post_init__(self) -> None:
-        self.require("gamma", _finite_at_least(self.gamma, 0), "must be a finite number >= 0")
+        self.require(
+            "gamma", _in(self.gamma, 0, MAX_GAMMA), f"must be in [0, {MAX_GAMMA:g}]: a larger one leaves no loss"
+        )
 
 
 @dataclass
@@ -281,7 +372,11 @@ class OptimizerConfig(Schema):
     def __post_init__(self) -> None:
         self.require("lr", self.lr > 0, "must be > 0")
         self.require("lr", self.lr <= MAX_LR, f"must be <= {MAX_LR:g}: a larger learning rate is a typo")
-        self.require("weight_decay", _finite_at_least(self.weight_decay, 0), "must be a finite number >= 0")
+        self.require(
+            "weight_decay",
+            _in(self.weight_decay, 0, MAX_PENALTY),
+            f"must be in [0, {MAX_PENALTY:g}]: a larger penalty is a typo",
+        )
 
 
 @dataclass
@@ -360,7 +455,7 @@ class CosineConfig(Schema):
     eta_min: float = MISSING
 
     def __post_init__(self) -> None:
-        self.require("eta_min", _finite_at_least(self.eta_min, 0), "must be a finite number >= 0")
+        self.require("eta_min", _in(self.eta_min, 0, MAX_LR), f"must be in [0, {MAX_LR:g}]")
 
 
 # --- trainer: conf/trainer/*.yaml, the arguments of lightning.pytorch.Trainer ---
@@ -433,6 +528,11 @@ class TrainerConfig(Schema):
             "trains forever; set trainer.max_steps > 0 or trainer.max_time",
         )
         self.require("min_epochs", self.min_epochs is None or self.min_epochs >= 0, "must be >= 0")
+        self.require(
+            "min_epochs",
+            self.min_epochs is None or self.max_epochs == -1 or self.min_epochs <= self.max_epochs,
+            f"must be <= trainer.max_epochs={self.max_epochs}",
+        )
         self.require("max_steps", self.max_steps >= -1, "must be >= 0, or -1 (no limit)")
         self.require(
             "max_time", self.max_time is None or _duration(self.max_time), "must be DD:HH:MM:SS, e.g. 00:01:30:00"
@@ -491,12 +591,50 @@ def _duration(value: Any) -> bool:
     return isinstance(value, str) and DURATION.fullmatch(value) is not None
 
 
+# --- scripts/benchmark.py: conf/benchmark.yaml ---
+
+BENCHMARK_SECTIONS = ("startup", "epoch", "throughput")
+BENCHMARK_DEVICES = ("cpu", "cuda", "both")
+
+
+@dataclass
+class BenchmarkConfig(Schema):
+    data_dir: str | None = MISSING
+    device: str = MISSING
+    sections: list[str] = MISSING
+    startup_runs: int = MISSING
+    epoch_batch_sizes: list[int] = MISSING
+    rounds: int = MISSING
+    batch_size: int = MISSING
+    only: str | None = MISSING
+    epochs: int = MISSING
+    warmup: int = MISSING
+    out: str = MISSING
+
+    def __post_init__(self) -> None:
+        self.require("device", self.device in BENCHMARK_DEVICES, _one_of(BENCHMARK_DEVICES))
+        self.require(
+            "sections",
+            len(self.sections) > 0 and all(s in BENCHMARK_SECTIONS for s in self.sections),
+            f"must be a non-empty list of {' | '.join(BENCHMARK_SECTIONS)}, e.g. [startup]",
+        )
+        for name in ("startup_runs", "rounds", "batch_size", "epochs"):
+            self.require(name, getattr(self, name) >= 1, "must be >= 1")
+        self.require("warmup", self.warmup >= 0, "must be >= 0")
+        self.require(
+            "epoch_batch_sizes",
+            len(self.epoch_batch_sizes) > 0 and all(b >= 1 for b in self.epoch_batch_sizes),
+            "must be a non-empty list of batch sizes >= 1, e.g. [128,64]",
+        )
+
+
 # --- registration and validation ---
 
 # The schema of each yaml file, stored as `schema/<name>`: what its defaults list names.
 SCHEMAS: dict[str, type[Schema]] = {
     "train": TrainConfig,
     "data": DataConfig,
+    "paths": PathsConfig,
     "linear": LinearConfig,
     "mlp": MLPConfig,
     "cnn": CNNConfig,
@@ -510,6 +648,7 @@ SCHEMAS: dict[str, type[Schema]] = {
     "onecycle": OneCycleConfig,
     "cosine": CosineConfig,
     "trainer": TrainerConfig,
+    "benchmark": BenchmarkConfig,
 }
 
 
