@@ -63,8 +63,11 @@ UNLESS_SET = {
 }
 # Only where the composed config has them (a callbacks group without a progress bar, a sweeper without trials).
 IF_PRESENT = {"callbacks.progress_bar.refresh_rate": "0", "hydra.sweeper.n_trials": "2"}
-# scripts/benchmark.py shortened: one epoch of each contender, at one batch size.
-BENCHMARK_SHORT = {"epochs": "1", "warmup": "0", "rounds": "1", "epoch_batch_sizes": "[128]"}
+# A multirun's first comma list keeps this many values, every other list its first: the jobs it runs.
+SWEEP_JOBS = 2
+# scripts/benchmark.py shortened: one epoch of each contender at one batch size, and of the throughput
+# table only the resident contenders (README's `data.loader=dataloader` command runs the DataLoader path).
+BENCHMARK_SHORT = {"epochs": "1", "warmup": "0", "rounds": "1", "epoch_batch_sizes": "[128]", "only": "resident"}
 
 
 def _compose_only_reason(key: str, value: str) -> str | None:
@@ -291,10 +294,10 @@ def shortened(args: list[str], data: Path, outputs: Path) -> tuple[list[str], Di
     return _set(args, present), composed
 
 
-def two_jobs(args: list[str], hydra_cfg: DictConfig) -> tuple[list[str], int]:
-    """A multirun cut to two jobs: the first comma list (the command's, then its preset's) to its first two
-    values, every other list to its first value; an Optuna search to two trials (IF_PRESENT). Returns
-    the arguments and the number of jobs they run."""
+def few_jobs(args: list[str], hydra_cfg: DictConfig) -> tuple[list[str], int]:
+    """A multirun cut to SWEEP_JOBS jobs: the first comma list (the command's, then its preset's) to its
+    first values, every other list to its first value; an Optuna search to two trials (IF_PRESENT).
+    Returns the arguments and the number of jobs they run."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     if "n_trials" in hydra_cfg.sweeper:
@@ -307,7 +310,7 @@ def two_jobs(args: list[str], hydra_cfg: DictConfig) -> tuple[list[str], int]:
         if override is None or not override.is_sweep_override():
             out.append(arg)
             continue
-        values = list(override.sweep_string_iterator())[: 2 if jobs == 1 else 1]
+        values = list(override.sweep_string_iterator())[: SWEEP_JOBS if jobs == 1 else 1]
         out.append(f"{override.get_key_element()}={','.join(values)}")
         jobs *= len(values)
     return out, jobs
@@ -559,7 +562,7 @@ def check_train(case: Case) -> None:
     args, composed = shortened(case.args, case.data, case.cwd / "outputs")
     multirun = "-m" in args or "--multirun" in args or composed.hydra.mode == RunMode.MULTIRUN
     if multirun:
-        args, jobs = two_jobs(args, composed.hydra)
+        args, jobs = few_jobs(args, composed.hydra)
     result = case.call(args)
     assert result.code == 0, result.err[-3000:]
     if multirun:
