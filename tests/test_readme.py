@@ -127,7 +127,7 @@ def _cut(line: str) -> tuple[str, list[str]]:
 
 def _block_commands(body: str) -> Iterator[Command]:
     before: list[str] = []
-    for raw in re.sub(r"\\\n", " ", body).splitlines():
+    for raw in re.sub(r"\s*\\\n\s*", " ", body).splitlines():
         line, parts = _cut(raw)
         for part in parts:
             yield Command(part, line, tuple(before))
