@@ -3,8 +3,9 @@
 Each command is classified and checked the cheapest real way: `train.py` runs in-process on generated
 data, shortened to a few batches (a sweep to two jobs); what needs a GPU, several processes or a cluster
 is composed and validated only; the console scripts run against one short reference run. A command this
-file cannot classify fails, so README cannot gain an unchecked one. `python tests/test_readme.py` lists
-what each command gets.
+file cannot classify fails, so README cannot gain an unchecked one. A mistake README shows on purpose says
+so (an `exit` column in its table, or a `# exits 1` comment) and is checked to fail that way.
+`python tests/test_readme.py` lists what each command gets.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class Command:
     text: str  # one command as README writes it (one part of an `&&` chain)
     line: str  # the whole line it is part of, comment removed
     before: tuple[str, ...] = ()  # the commands before it in its code block (shell helpers it may need)
-    exit_code: int = 0  # what README says it exits with (a table's `exit` column)
+    exit_code: int = 0  # what README says it exits with: a table's `exit` column, a `# exits 1` comment
 
     @property
     def id(self) -> str:
@@ -106,8 +107,8 @@ FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 INLINE = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)", re.S)
 
 
-def _cut(line: str) -> tuple[str, list[str]]:
-    """A shell line without its `#` comment, and its `&&`-separated commands; quotes respected."""
+def _cut(line: str) -> tuple[str, list[str], str]:
+    """A shell line without its `#` comment, its `&&`-separated commands, and the comment; quotes respected."""
     quote, cuts, end = "", [], len(line)
     for i, char in enumerate(line):
         if quote:
@@ -119,18 +120,19 @@ def _cut(line: str) -> tuple[str, list[str]]:
             break
         elif line.startswith("&&", i):
             cuts.append(i)
-    line = line[:end].strip()
+    comment, line = line[end:], line[:end].strip()
     bounds = [0, *cuts, len(line)]
     parts = [line[a:b].removeprefix("&&").strip() for a, b in itertools.pairwise(bounds)]
-    return line, [p for p in parts if p]
+    return line, [p for p in parts if p], comment
 
 
 def _block_commands(body: str) -> Iterator[Command]:
     before: list[str] = []
     for raw in re.sub(r"\s*\\\n\s*", " ", body).splitlines():
-        line, parts = _cut(raw)
+        line, parts, comment = _cut(raw)
+        exits = re.search(r"\bexits? (?:with )?(\d+)", comment)  # `# exits 1`: a mistake shown on purpose
         for part in parts:
-            yield Command(part, line, tuple(before))
+            yield Command(part, line, tuple(before), int(exits.group(1)) if exits and part == parts[-1] else 0)
             before.append(part)
 
 
@@ -231,12 +233,12 @@ def classify(command: Command) -> tuple[str, str]:
             # those 5 commands are README's Performance table, each run in-process here.
             return "compose", "only the start-up table: fresh processes by design"
         return "benchmark", "run without the start-up table, one epoch of each contender"
-    if app in COMMAND_APPS:
-        return "command", "run in-process against the reference run"
-    if app not in TRAIN_APPS:
+    if app not in (*TRAIN_APPS, *COMMAND_APPS):
         return "unclassified", f"no check knows {app}"
     if command.exit_code:
         return "fails", f"README says it exits with {command.exit_code}"
+    if app in COMMAND_APPS:
+        return "command", "run in-process against the reference run"
     for arg in args:
         key = _key(arg)
         reason = key and _compose_only_reason(key, arg.split("=", 1)[1].split(",")[0])
@@ -549,11 +551,12 @@ def check_fails(case: Case) -> None:
     """A mistake README shows on purpose: its exit code, one readable message naming the key, no run left.
     Not composed first (composing refuses the mistake); were it accepted, the run would still be short."""
     outputs = case.cwd / "outputs"
-    result = case.call(_set(case.args, {**FORCED, **UNLESS_SET, **case.paths}))
+    train = case.app in TRAIN_APPS
+    result = case.call(_set(case.args, {**FORCED, **UNLESS_SET, **case.paths}) if train else case.args)
     assert result.code == case.command.exit_code, result.err
     assert len(result.error_lines) <= 1 and "Traceback" not in result.err, result.err
-    assert any(key in result.err for key in map(_key, case.args) if key), result.err
-    assert not (outputs / "runs").is_dir() or not any((outputs / "runs").iterdir())
+    assert any(arg.split("=", 1)[0].lstrip("+~") in result.err for arg in case.args if _key(arg)), result.err
+    assert not train or not (outputs / "runs").is_dir() or not any((outputs / "runs").iterdir())
 
 
 def check_train(case: Case) -> None:
