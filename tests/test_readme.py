@@ -219,7 +219,9 @@ def classify(command: Command) -> tuple[str, str]:
     if text.startswith(".venv/bin/pip install "):
         return "install", "not re-run; the extras it names exist"
     if text.startswith((".venv/bin/ruff ", ".venv/bin/python -m pytest")):
-        return "ci", ".ci/run runs its line verbatim"
+        if "python3 -m venv" in command.line:  # README's test command
+            return "ci", ".ci/run runs its line verbatim"
+        return "suite", "not re-run (the suite runs it); the paths it names exist"
     if not text.startswith(".venv/bin/"):
         return "unclassified", "call the venv's binary (.venv/bin/...), as every README command does"
     app, args = _app(words)
@@ -253,7 +255,7 @@ COMMANDS = readme_commands(README.read_text())
 SUMMARY = {
     "run": {"train", "resume", "info", "fails", "command", "shell", "benchmark"},
     "composed only": {"compose"},
-    "checked without running": {"install", "ci", "tensorboard"},
+    "checked without running": {"install", "ci", "suite", "tensorboard"},
     "skipped": {"skip"},
 }
 
@@ -533,6 +535,11 @@ def check_ci(case: Case) -> None:
     assert case.command.line in lines, f".ci/run does not run README's line verbatim: {case.command.line}"
 
 
+def check_suite(case: Case) -> None:
+    paths = [a.split("::")[0] for a in case.args if not a.startswith("-") and a not in ("pytest", "check")]
+    assert paths and all((REPO_ROOT / p).exists() for p in paths), paths
+
+
 def check_tensorboard(case: Case) -> None:
     import tensorboard.main  # noqa: F401  -- what the binary runs
 
@@ -635,6 +642,7 @@ CHECKS: dict[str, Callable[[Case], None]] = {
     "shell": check_shell,
     "install": check_install,
     "ci": check_ci,
+    "suite": check_suite,
     "tensorboard": check_tensorboard,
     "info": check_info,
     "fails": check_fails,
