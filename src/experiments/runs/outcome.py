@@ -99,6 +99,13 @@ def remove_half_written_checkpoint(exc: OSError, output_dir: Path) -> None:
             target.unlink()
 
 
+def run_log_handlers(output_dir: Path) -> list[logging.FileHandler]:
+    """The handlers of Hydra's job logging that write into the run directory."""
+    folder = output_dir.resolve()
+    root = logging.getLogger()
+    return [h for h in root.handlers if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == folder]
+
+
 def log_traceback(exc: BaseException, output_dir: Path) -> Path:
     """Write exc's traceback into the run's log file only (the console gets one line), and return the file.
 
@@ -106,11 +113,7 @@ def log_traceback(exc: BaseException, output_dir: Path) -> Path:
     run's other lines; if none is there (logging configured otherwise), appended to <run dir>/train.log.
     """
     folder = output_dir.resolve()
-    handlers = [
-        h
-        for h in logging.getLogger().handlers
-        if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == folder
-    ]
+    handlers = run_log_handlers(output_dir)
     record = log.makeRecord(
         log.name, logging.ERROR, __file__, 0, "run failed: %s", (exc,), (type(exc), exc, exc.__traceback__)
     )
@@ -179,7 +182,9 @@ def report_failure(
     if keep and not before_training:
         mark_record(record_path, "failed", message)
     elif not keep:  # training never started: leave nothing half-written
-        logging.shutdown()
+        for handler in run_log_handlers(output_dir):  # detached: a later line must not reopen a deleted file
+            logging.getLogger().removeHandler(handler)
+            handler.close()
         shutil.rmtree(output_dir, ignore_errors=True)
     if full_error:
         raise exc
