@@ -13,13 +13,15 @@ follows the checkpoint, they are written back from the epoch's row, which travel
 
 Why not TensorBoard's own `purge_step` (`SummaryWriter(purge_step=...)`, which Lightning's
 TensorBoardLogger passes on): it writes a SessionLog.START event at that step and leaves the old events
-in the files. TensorBoard's Python loader then hides every older event at or after that step, but only
-if the run had a START before (the first START of a run counts as its beginning, not as a restart),
-so every fresh run would have to write one too; TensorBoard's default Rust loader (tensorboard-data-server)
-ignores SessionLog events altogether; any other reader of the files sees both copies. And purging by
-step cannot work here: epoch k's val/acc and train/acc sit at the step where epoch k+1's first
-train/loss is redone, so purging from that step deletes finished epoch metrics, and purging after it
-keeps the redone point twice.
+in the files, for each reader to hide. TensorBoard's Python loader hides every older event at or after
+that step, but only if the run had written a START before (it takes a run's first START for its
+beginning, not a restart), so every fresh run would need one too. Its default Rust loader
+(tensorboard-data-server) ignores SessionLog events: it drops a tag's later points only when that tag's
+step goes back, so an event the killed attempt logged past the resume point under a tag the resumed run
+does not log again stays. Other readers of the files see both copies. And purging by step cannot work
+here anyway: epoch k's val/acc and train/acc sit at the step where epoch k+1's first train/loss is
+redone, so purging from that step deletes finished epoch metrics, and purging after it keeps the redone
+point twice.
 """
 
 from __future__ import annotations
