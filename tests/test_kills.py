@@ -147,3 +147,31 @@ def test_reference_covers_every_epoch_and_step(reference: dict[str, Any]) -> Non
         assert [step for step, _ in scalars[tag]] == epoch_ends, tag
     assert [step for step, _ in scalars["test/acc"]] == [LAST]
     assert reference["metrics"]["val/acc_best"] is not None
+
+
+@pytest.mark.parametrize(
+    ("strategy", "plugin", "saves_with"),
+    [
+        ("auto", None, ("AtomicCheckpointIO", None)),
+        ("ddp", None, ("AtomicCheckpointIO", None)),  # the strategy saves on rank 0 through it
+        ("ddp", "AsyncCheckpointIO", ("AsyncCheckpointIO", "AtomicCheckpointIO")),  # saves in a thread, atomically
+        ("auto", "TorchCheckpointIO", ("TorchCheckpointIO", None)),  # the user's choice stands
+    ],
+)
+def test_checkpoints_are_written_atomically_whatever_the_strategy(
+    strategy: str, plugin: str | None, saves_with: tuple[str, str | None]
+) -> None:
+    import lightning as L
+    from omegaconf import OmegaConf
+
+    from experiments.runs.storage import trainer_plugins
+
+    node = {"strategy": strategy}
+    if plugin:  # as `+trainer.plugins=[{_target_:...}]` gives it
+        node["plugins"] = [{"_target_": f"lightning.pytorch.plugins.io.{plugin}"}]
+    plugins = trainer_plugins(OmegaConf.create(node))
+    devices = 2 if strategy == "ddp" else 1
+    trainer = L.Trainer(strategy=strategy, devices=devices, accelerator="cpu", logger=False, plugins=plugins)
+    io = trainer.strategy.checkpoint_io
+    base = getattr(io, "checkpoint_io", None)
+    assert (type(io).__name__, base and type(base).__name__) == saves_with
