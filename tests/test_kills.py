@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,7 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import FAST_RUN, REPO_ROOT
+from tests.conftest import FAST_RUN, REPO_ROOT, CliResult, call_main
 
 EPOCHS, STEPS_PER_EPOCH = 2, 4  # FAST_RUN: 2 epochs of 4 batches
 RUN = [*FAST_RUN, "run_name=killed"]
@@ -41,8 +45,10 @@ def summary(run_dir: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def reference(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The same run, uninterrupted, in-process."""
+def reference(
+    killed: dict[str, Future[Killed]], mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The same run, uninterrupted, in-process (while the killed runs run)."""
     from experiments.train import main
 
     outputs = tmp_path_factory.mktemp("reference") / "outputs"
@@ -82,29 +88,78 @@ MATRIX = {
 }
 
 
-def kill(run_train: Any, mnist_dir: Path, tmp_path: Path, fault: list[str]) -> tuple[list[str], Path]:
-    marker = tmp_path / "fired"
+@dataclass
+class Killed:
+    outputs: Path  # paths.log_dir of the killed run
+    args: list[str]
+    returncode: int
+    stderr: str
+    fired: bool
+
+    @property
+    def run_dir(self) -> Path:
+        (run_dir,) = (self.outputs / "runs").iterdir()
+        return run_dir
+
+
+def start_killed_run(folder: Path, mnist_dir: Path, fault: list[str]) -> Killed:
+    """`python train.py ...` with a fault that kills it; waits for its end."""
+    marker = folder / "fired"
     args = [f"paths.data_dir={mnist_dir}", *RUN, *(f.replace("@MARKER@", str(marker)) for f in fault)]
     if "KillAt" in " ".join(fault):
         args.append(f"+callbacks.kill.marker={marker}")
+    outputs = folder / "outputs"
+    command = [sys.executable, str(REPO_ROOT / "train.py"), f"paths.log_dir={outputs}", *args]
     pythonpath = os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
-    killed = run_train(*args, env={"PYTHONPATH": pythonpath})
-    assert killed.returncode == -9, killed.stderr[-3000:]
-    assert marker.is_file(), "killed by the fault, not by something else"
-    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
-    return args, run_dir
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": pythonpath}
+    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    return Killed(outputs, args, done.returncode, done.stderr, marker.is_file())
+
+
+@pytest.fixture(scope="module")
+def killed(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[Killed]]]:
+    """Every killed run of the matrix, two at a time (mostly interpreter start-up: one core each), started
+    before the reference run so that they run while it does."""
+    faults = {point: fault for point, (fault, _, _) in MATRIX.items()} | {"setup": kill_at("setup")}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield {
+            point: pool.submit(start_killed_run, tmp_path_factory.mktemp(point), mnist_dir, fault)
+            for point, fault in faults.items()
+        }
+
+
+@pytest.fixture
+def resume(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """`python train.py <the killed run's overrides> resume=<its run dir>`, in-process."""
+    from experiments.train import main
+
+    def invoke(run: Killed) -> CliResult:
+        monkeypatch.chdir(run.outputs.parent)
+        monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
+        # Quoted as a user would (run directory names may hold = and ,).
+        argv = ["train.py", f"paths.log_dir={run.outputs}", *run.args, f"resume='{run.run_dir}'"]
+        return call_main(main, argv, capsys)
+
+    return invoke
+
+
+def assert_killed(run: Killed) -> Path:
+    assert run.returncode == -9, run.stderr[-3000:]
+    assert run.fired, "killed by the fault, not by something else"
+    return run.run_dir
 
 
 @pytest.mark.parametrize("point", list(MATRIX))
 def test_killed_run_resumes_as_if_never_killed(
-    point: str, reference: dict[str, Any], run_train, cli, mnist_dir: Path, tmp_path: Path
+    point: str, killed: dict[str, Future[Killed]], reference: dict[str, Any], resume: Any
 ) -> None:
     import torch
 
     from experiments.runs.checkpoints import load_checkpoint
 
-    fault, resume_step, epochs = MATRIX[point]
-    args, run_dir = kill(run_train, mnist_dir, tmp_path, fault)
+    _, resume_step, epochs = MATRIX[point]
+    run = killed[point].result()
+    run_dir = assert_killed(run)
     last = run_dir / "checkpoints" / "last.ckpt"
     # What the kill left: a loadable last.ckpt at the end of the last epoch whose checkpoint was written.
     assert torch.load(last, weights_only=True)["global_step"] == resume_step
@@ -118,10 +173,9 @@ def test_killed_run_resumes_as_if_never_killed(
     else:
         assert leftovers == []
 
-    # Quoted as a user would (run directory names may hold = and ,).
-    resumed = cli(*args, f"resume='{run_dir}'")
+    resumed = resume(run)
     assert resumed.code == 0, resumed.err
-    assert list((tmp_path / "outputs" / "runs").iterdir()) == [run_dir], "no new run directory"
+    assert list((run.outputs / "runs").iterdir()) == [run_dir], "no new run directory"
     assert summary(run_dir) == reference, "ends exactly as the uninterrupted run"
     assert list(run_dir.rglob("*.tmp")) == [], "temporary files of killed writes removed"
     assert load_checkpoint(last)["global_step"] == LAST
@@ -129,9 +183,10 @@ def test_killed_run_resumes_as_if_never_killed(
         assert written.stat().st_mode & 0o777 == 0o644, written
 
 
-def test_killed_before_the_first_checkpoint_says_so(run_train, cli, mnist_dir: Path, tmp_path: Path) -> None:
-    args, run_dir = kill(run_train, mnist_dir, tmp_path, kill_at("setup"))
-    resumed = cli(*args, f"resume='{run_dir}'")
+def test_killed_before_the_first_checkpoint_says_so(killed: dict[str, Future[Killed]], resume: Any) -> None:
+    run = killed["setup"].result()
+    assert_killed(run)
+    resumed = resume(run)
     assert resumed.code == 1
     (line,) = resumed.error_lines
     assert "nothing to resume" in line and "start the run again without resume" in line

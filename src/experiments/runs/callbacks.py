@@ -80,7 +80,7 @@ class RunRecord(Callback):
         """
         if self._trainer is not None:
             self._flush_epoch(self._trainer)
-        return {"history": self.record["history"], "train_seconds": self.record.get("train_seconds", 0.0)}
+        return {"history": list(self.record["history"]), "train_seconds": self.record.get("train_seconds", 0.0)}
 
     @staticmethod
     def history_in(checkpoint: dict[str, Any]) -> list[dict[str, Any]]:
