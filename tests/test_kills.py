@@ -117,10 +117,17 @@ def start_killed_run(folder: Path, mnist_dir: Path, fault: list[str]) -> Killed:
 
 
 @pytest.fixture(scope="module")
-def killed(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[Killed]]]:
-    """Every killed run of the matrix, two at a time (mostly interpreter start-up: one core each), started
-    before the reference run so that they run while it does."""
+def killed(
+    request: pytest.FixtureRequest, mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[Killed]]]:
+    """The killed runs of the selected tests, two at a time (mostly interpreter start-up: one core each),
+    started before the reference run so that they run while it does."""
     faults = {point: fault for point, (fault, _, _) in MATRIX.items()} | {"setup": kill_at("setup")}
+    items = [item for item in request.session.items if item.module is request.module]
+    selected = {item.callspec.params.get("point") for item in items if hasattr(item, "callspec")}
+    if any(item.name == test_killed_before_the_first_checkpoint_says_so.__name__ for item in items):
+        selected.add("setup")
+    faults = {point: fault for point, fault in faults.items() if point in selected}
     with ThreadPoolExecutor(max_workers=2) as pool:
         yield {
             point: pool.submit(start_killed_run, tmp_path_factory.mktemp(point), mnist_dir, fault)

@@ -27,6 +27,7 @@ point twice.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
 
 from experiments import atomic
 
@@ -64,8 +66,12 @@ class EpochStarts(Callback):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         # Lightning's logger connector already calls save() after each log_metrics; loggers written to
         # directly (LearningRateMonitor, images) are not, and a SummaryWriter flushes only every 120 s.
+        # The flush survives a kill; the fsync (as for the checkpoint itself) survives a power loss.
         for logger in trainer.loggers:
             logger.save()
+            if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
+                for events_file in Path(logger.log_dir).glob("events.out.tfevents.*"):
+                    _fsync(events_file)
 
     def _mark(self, trainer: L.Trainer, mark: str) -> None:
         if not trainer.is_global_zero:
@@ -74,6 +80,14 @@ class EpochStarts(Callback):
         entry = {"epoch": trainer.current_epoch, "step": trainer.global_step, "time": time.time(), "mark": mark}
         with self.path.open("a") as marks:
             marks.write(json.dumps(entry) + "\n")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _mark_times(run_dir: Path) -> list[float]:
