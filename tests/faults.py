@@ -1,4 +1,4 @@
-"""Test-only callbacks that inject faults on cue: a signal to their own process, NaN weights.
+"""Test-only callbacks that inject faults on cue: a signal to their own process, `kill -9`, NaN weights.
 
 Used through the command line, e.g. `+callbacks.interrupt._target_=tests.faults.SignalAt`. The
 marker file makes it fire once, so the resumed run (which reuses the saved config) is not stopped again.
@@ -6,14 +6,20 @@ marker file makes it fire once, so the resumed run (which reuses the saved confi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+from unittest import mock
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+
+from experiments import atomic
+from experiments.runs.storage import AtomicCheckpointIO
 
 
 class SignalAt(Callback):
@@ -89,3 +95,94 @@ class Probe(Callback):
 
     def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         self.test_batches += 1
+
+
+def _kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillAt(Callback):
+    """`kill -9` of its own process at one point of a run, once (the marker file), as a user would kill it.
+
+    point: `setup` (Lightning's setup, before the first step), `train_batch` / `validation_batch` /
+    `test_batch` (after that batch of `epoch`), or `figures` (the end-of-test figures' forward pass).
+    """
+
+    def __init__(self, point: str, marker: str, epoch: int = 0, batch: int = 0) -> None:
+        self.point, self.marker, self.epoch, self.batch = point, Path(marker), epoch, batch
+
+    def _fire(self, point: str, epoch: int = 0, batch: int = 0) -> None:
+        if (point, epoch, batch) == (self.point, self.epoch, self.batch) and not self.marker.exists():
+            self.marker.write_text(f"SIGKILL at {point}\n")
+            _kill_self()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._fire("setup")
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._fire("train_batch", trainer.current_epoch, batch_idx)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        batch_idx = args[2] if len(args) > 2 else 0
+        if not trainer.sanity_checking:
+            self._fire("validation_batch", trainer.current_epoch, batch_idx)
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self._fire("test_batch", 0, args[2] if len(args) > 2 else 0)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The figures come after the test, outside any Lightning hook: their forward pass is the cue.
+        if self.point == "figures":
+            pl_module.register_forward_pre_hook(lambda module, args: self._fire("figures"))
+
+
+class KillOnSave(AtomicCheckpointIO):
+    """`kill -9` of its own process while (`when=during`) or right after (`when=after`) the checkpoint file
+    `name` of `epoch` is written, once (the marker file). "During" is after `after_bytes` bytes have
+    reached the file: what is on disk then is the start of the new checkpoint."""
+
+    def __init__(self, marker: str, when: str, epoch: int, name: str = "last.ckpt", after_bytes: int = 65536) -> None:
+        super().__init__()
+        self.marker, self.when, self.epoch, self.name, self.after_bytes = Path(marker), when, epoch, name, after_bytes
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        fire = (Path(path).name, checkpoint.get("epoch")) == (self.name, self.epoch) and not self.marker.exists()
+        if fire:
+            self.marker.write_text(f"SIGKILL {self.when} writing {path}\n")
+        if fire and self.when == "during":
+            with mock.patch.object(atomic, "atomic_write", _killing_after(atomic.atomic_write, self.after_bytes)):
+                super().save_checkpoint(checkpoint, path, storage_options)
+            raise AssertionError(f"{path} is under after_bytes={self.after_bytes} bytes: not killed while written")
+        super().save_checkpoint(checkpoint, path, storage_options)
+        if fire:
+            _kill_self()
+
+
+def _killing_after(atomic_write: Callable[..., Any], limit: int) -> Callable[..., Any]:
+    @contextlib.contextmanager
+    def killing_write(path: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        with atomic_write(path, *args, **kwargs) as handle:
+            yield _KillingFile(handle, limit)
+
+    return killing_write
+
+
+class _KillingFile:
+    """A file that kills its process once `limit` bytes have been written to it (and reached the OS)."""
+
+    def __init__(self, handle: IO[bytes], limit: int) -> None:
+        self.handle, self.limit, self.written = handle, limit, 0
+
+    def write(self, data: bytes) -> int:
+        count = self.handle.write(data)
+        self.written += count
+        if self.written >= self.limit:
+            self.handle.flush()
+            _kill_self()
+        return count
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)

@@ -123,8 +123,9 @@ def test_callbacks_build(tmp_path: Path) -> None:
     callbacks = build_group(cfg, "callbacks")
     for kind in (ModelCheckpoint, LearningRateMonitor, TQDMProgressBar):
         assert any(isinstance(c, kind) for c in callbacks), kind
-    checkpoint = next(c for c in build_group(cfg, "callbacks") if isinstance(c, ModelCheckpoint))
-    assert (checkpoint.monitor, checkpoint.mode, checkpoint.save_last) == ("val/acc", "max", True)
+    best, last = (c for c in build_group(cfg, "callbacks") if isinstance(c, ModelCheckpoint))
+    assert (best.monitor, best.mode, best.save_top_k) == ("val/acc", "max", 1)
+    assert (last.monitor, last.filename, last.save_top_k) == (None, "last", 1), "last.ckpt after every epoch"
     assert build_group(compose_config(["callbacks=none"]), "callbacks") == []
 
 

@@ -41,8 +41,9 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
+    from experiments import atomic
     from experiments.config.checks import check_config
-    from experiments.runs import checkpoints, events
+    from experiments.runs import checkpoints, events, storage
     from experiments.runs.callbacks import RunLifecycle, RunRecord, write_test_figures
     from experiments.runs.guards import DivergenceGuard, GracefulStop
     from experiments.sweeps import ddp
@@ -67,12 +68,16 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     # start) so a resumed run never logs a step twice, a stop on a NaN/inf loss before anything else sees
     # the batch, the run record, and a clean stop on Ctrl-C/SIGTERM.
     lifecycle = RunLifecycle(events.EpochStarts(output_dir), DivergenceGuard(), record, GracefulStop())
-    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[lifecycle, *callbacks], logger=loggers or False)
+    plugins = storage.trainer_plugins(cfg.trainer)  # with AtomicCheckpointIO: checkpoints written atomically
+    trainer: L.Trainer = build(
+        cfg.trainer, "trainer", callbacks=[lifecycle, *callbacks], logger=loggers or False, plugins=plugins
+    )
     if ddp.is_global_zero():  # DDP child ranks share rank 0's directory and never write into it
         if cfg.get("resume"):  # the run's config.yaml stays as it was written at its start
+            storage.remove_leftovers(output_dir, trainer)
             events.drop_after_checkpoint(output_dir, start_checkpoint)
         else:
-            OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+            atomic.write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         hparams.start_session(trainer.loggers, cfg, overrides, in_sweep=outcome.is_multirun())
 
     started = time.perf_counter()
@@ -85,7 +90,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
             if record.path.is_file() or not any(str(k) in str(exc) for k in cfg.trainer):
                 raise
             raise rejected(cfg.trainer, "trainer", exc) from exc
-    metrics = {key: _scalar(trainer.callback_metrics, key) for key in ("val/acc_best", "val/acc")}
+    metrics = record.final_metrics(trainer, ("val/acc_best", "val/acc"))
     if cfg.test:
         checkpoint = trainer.checkpoint_callback
         best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) and cfg.train else ""

@@ -11,8 +11,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
+from experiments.atomic import atomic_write
 from experiments.runs import figures as plots
 from experiments.runs.records import finite_or_none, write_json_atomic
 
@@ -39,7 +41,8 @@ def write_test_figures(trainer: L.Trainer, model: L.LightningModule, datamodule:
     out_dir = Path(trainer.default_root_dir)
     for tag, figure in figures.items():
         image = plots.render(figure)
-        Image.fromarray(image).save(out_dir / f"{tag.split('/')[-1]}.png")
+        with atomic_write(out_dir / f"{tag.split('/')[-1]}.png") as png:
+            Image.fromarray(image).save(png, format="PNG")
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image(tag, image, global_step=trainer.global_step, dataformats="HWC")
@@ -62,6 +65,43 @@ class RunRecord(Callback):
         self._epoch_start = self._last_batch_end = 0.0
         self._train_samples = 0
         self._pending: dict[str, Any] | None = None
+        self._trainer: L.Trainer | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer  # for state_dict, which Lightning calls without it
+
+    def state_dict(self) -> dict[str, Any]:
+        """The record's part of every checkpoint, so a resumed run continues exactly the history its
+        checkpoint holds: every finished epoch once, none that the checkpoint does not hold.
+
+        Lightning builds an end-of-epoch checkpoint after the module's on_train_epoch_end has logged
+        train/acc, so the epoch's row is complete here: it is written to run.json now, before the
+        checkpoint exists, and goes into the checkpoint with the rows before it.
+        """
+        if self._trainer is not None:
+            self._flush_epoch(self._trainer)
+        return {"history": list(self.record["history"]), "train_seconds": self.record.get("train_seconds", 0.0)}
+
+    @staticmethod
+    def history_in(checkpoint: dict[str, Any]) -> list[dict[str, Any]]:
+        """The run record's history a checkpoint holds (written by state_dict through RunLifecycle)."""
+        state = checkpoint.get("callbacks", {}).get(RunLifecycle.__qualname__, {}).get(RunRecord.__name__, {})
+        return list(state.get("history", []))
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning restores callbacks from every checkpoint it loads, also the best one `trainer.test` reads.
+        if self._trainer is None or self._trainer.state.fn != TrainerFn.FITTING:
+            return
+        self.record["history"] = list(state_dict["history"])
+        self.record["train_seconds"] = state_dict["train_seconds"]
+        self.record["epochs"] = len(self.record["history"])
+
+    def final_metrics(self, trainer: L.Trainer, keys: tuple[str, ...]) -> dict[str, float | None]:
+        """The fit's last value of each key: Lightning's, or, where the fit had nothing left to run (a run
+        resumed after its last epoch), the last epoch's row, which came back with the checkpoint."""
+        last = self.record["history"][-1] if self.record["history"] else {}
+        metrics = trainer.callback_metrics
+        return {key: finite_or_none(metrics[key]) if key in metrics else last.get(key) for key in keys}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Also the epoch start of a run resumed mid-epoch, for which Lightning skips on_train_epoch_start.
@@ -93,9 +133,9 @@ class RunRecord(Callback):
         self._flush_epoch(trainer)
 
     def _flush_epoch(self, trainer: L.Trainer) -> None:
-        """Write the finished epoch's row. Deferred to here because the LightningModule's own
-        on_train_epoch_end (which logs train/acc) runs after the callbacks' one; `epoch_seconds` is the
-        whole epoch: training, validation, checkpoints and logging."""
+        """Write the finished epoch's row. Deferred to here (its checkpoint, else the next epoch's start)
+        because the LightningModule's own on_train_epoch_end (which logs train/acc) runs after the
+        callbacks' one; `epoch_seconds` is the whole epoch: training, validation, up to its checkpoint."""
         if self._pending is None:
             return
         metrics = trainer.callback_metrics
@@ -127,6 +167,19 @@ class RunLifecycle(Callback):
 
     def __init__(self, *parts: Callback) -> None:
         self.parts = parts
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for part in self.parts:
+            part.setup(trainer, pl_module, stage)
+
+    def state_dict(self) -> dict[str, Any]:
+        states = {type(part).__name__: part.state_dict() for part in self.parts}
+        return {name: state for name, state in states.items() if state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        for part in self.parts:
+            if type(part).__name__ in state_dict:
+                part.load_state_dict(state_dict[type(part).__name__])
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for part in self.parts:

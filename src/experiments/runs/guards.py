@@ -136,8 +136,14 @@ class DivergenceGuard(Callback):
             self._stop(trainer, None)
 
     def _stop(self, trainer: L.Trainer, value: float | None) -> None:
-        kept = trainer.checkpoint_callback
-        last = getattr(kept, "last_model_path", "") or "none saved yet"
+        # The newest file any checkpoint callback wrote (checkpoints/last.ckpt: written after every epoch).
+        written = [
+            Path(path)
+            for callback in trainer.checkpoint_callbacks
+            for path in (getattr(callback, "last_model_path", ""), getattr(callback, "best_model_path", ""))
+            if path and Path(path).is_file()
+        ]
+        last = max(written, key=lambda path: path.stat().st_mtime_ns) if written else "none saved yet"
         raise TrainingDiverged(
             f"training diverged: train/loss={_describe(value)} by step {trainer.global_step} "
             f"(epoch {trainer.current_epoch}, lr {_learning_rate(trainer)}); last good checkpoint: {last}. "

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments import atomic
+
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Readers (the sweep report, a resumed run) never see a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(data, indent=2, default=str))
 
 
 def finite_or_none(value: Any) -> float | None:
