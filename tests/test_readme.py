@@ -37,12 +37,11 @@ VENV_BIN = Path(sys.executable).parent
 README_DATA = "../shared/datasets"
 
 SHELL_HELPERS = {"mkdir", "printf", "echo", "cp", "touch"}
-NOT_SHIPPED = {"farm-bench": "measurement tool, not shipped"}
 COMMAND_APPS = {f"experiments-{name}": name for name in ("evaluate", "predict", "doctor", "compare")}
 TRAIN_APPS = ("train.py", "experiments-train")
 BENCHMARK = "scripts/benchmark.py"
 # Inline code starting with one of these and an argument is a command (other inline code is prose).
-PROGRAMS = ("python", "python3", "tensorboard", *TRAIN_APPS, BENCHMARK, *NOT_SHIPPED, *COMMAND_APPS)
+PROGRAMS = ("python", "python3", "tensorboard", *TRAIN_APPS, BENCHMARK, *COMMAND_APPS)
 INFO_FLAGS = {"--help", "-h", "--cfg", "--info", "--hydra-help"}
 
 # Shortening, whatever the command says: one epoch (or two steps), the generated data, nothing drawn.
@@ -210,8 +209,6 @@ def _app(words: list[str]) -> tuple[str, list[str]]:
 def classify(command: Command) -> tuple[str, str]:
     """(kind, why) for a README command: which check_<kind> below checks it; "unclassified" fails."""
     text, words = command.text, shlex.split(command.text)
-    if words[0] in NOT_SHIPPED:
-        return "skip", NOT_SHIPPED[words[0]]
     if words[0] in SHELL_HELPERS:
         return "shell", "run with bash in the working directory of the commands after it"
     if text.startswith("python3 -m venv .venv"):
@@ -608,7 +605,8 @@ def check_compose(case: Case) -> None:
         assert set(cfg.sections) <= {"startup", "epoch", "throughput"}, cfg.sections
         return
     overrides = _first_values(case.args)
-    cfg = compose_config(overrides)
+    # Composed only, never run: no Hydra run directory exists for ${hydra:runtime.output_dir} to name.
+    cfg = compose_config([*overrides, "paths.output_dir=/tmp/composed-only"])
     if "launcher" in cfg.hydra:
         hydra.utils.get_class(cfg.hydra.launcher._target_)  # the launcher's plugin is installed
     schema.validate(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), overrides)
