@@ -91,9 +91,11 @@ def job_scope(cfg: DictConfig) -> Iterator[None]:
     try:
         yield
     finally:
+        # Every rank: a child that exits with its gloo process group still up can die in std::terminate
+        # (SIGABRT) while the group's threads shut down, and Lightning then kills rank 0 and the sweep.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
         if is_global_zero():
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
