@@ -16,8 +16,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import ConfigError, ExperimentError
-from experiments.runs.outcome import os_error_line, os_error_of, writable_problem
+from experiments.errors import ConfigError
+from experiments.runs.outcome import is_bug, one_line, writable_problem
 
 # The same folder train.py composes from; each command reads its own <command>.yaml there.
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -36,12 +36,8 @@ def one_line_errors(task: Callable[[DictConfig], None]) -> Callable[[DictConfig]
         except Exception as exc:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            if isinstance(exc, ExperimentError):
-                message = " ".join(str(exc).split())
-            elif (os_error := os_error_of(exc)) is not None:
-                message = os_error_line(os_error)
-            else:
-                message = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
+            message = one_line(exc)
+            if is_bug(exc):
                 message += " (HYDRA_FULL_ERROR=1 prints the traceback)"
             print(f"error: {message}", file=sys.stderr, flush=True)
             sys.exit(1)

@@ -87,6 +87,21 @@ def os_error_of(exc: BaseException) -> OSError | None:
     return None
 
 
+def is_bug(exc: BaseException) -> bool:
+    """Neither a user mistake (ExperimentError) nor the environment (an OSError): a traceback is owed."""
+    return not isinstance(exc, ExperimentError) and os_error_of(exc) is None
+
+
+def one_line(exc: BaseException) -> str:
+    """What went wrong, in one line: a user mistake's own message, an OSError's file and fix, or a bug's
+    type and message (marked unexpected: its traceback is somewhere else)."""
+    if isinstance(exc, ExperimentError):
+        return " ".join(str(exc).split())
+    if (os_error := os_error_of(exc)) is not None:
+        return os_error_line(os_error)
+    return f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def remove_half_written_checkpoint(exc: OSError, output_dir: Path) -> None:
     """A checkpoint of this run whose write failed (a full disk) is half-written: delete it, so that nobody
     loads it and the space it took lets run.json say the run failed. Other files are left as they are."""
@@ -144,12 +159,7 @@ def report_failure(
         raise exc
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     record_path = output_dir / "run.json"
-    if isinstance(exc, ExperimentError):
-        message = " ".join(str(exc).split())
-    elif (os_error := os_error_of(exc)) is not None:
-        message = os_error_line(os_error)
-    else:
-        message = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
+    message = one_line(exc)
     if isinstance(exc, RunInterrupted):
         mark_record(record_path, "interrupted", message)
         if full_error:
@@ -163,7 +173,7 @@ def report_failure(
     before_training = resuming and isinstance(exc, (ConfigError, DataError, CheckpointError))
     # Training started (or a sweep job, whose directory the sweep report lists): keep its files, say how it ended.
     keep = is_multirun() or resuming or record_path.is_file()
-    bug = not isinstance(exc, ExperimentError) and os_error_of(exc) is None
+    bug = is_bug(exc)
     console = message
     if bug:
         where = None
