@@ -92,6 +92,35 @@ def call_main(main: Callable[[], object], argv: list[str], capsys: pytest.Captur
     return CliResult(code, captured.out, captured.err)
 
 
+def train_in_process(*argv: str) -> None:
+    """`train.py <argv>` in this process, for fixtures wider than one test (they have no capsys)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from experiments.train import main
+
+    saved, cwd = sys.argv, os.getcwd()
+    sys.argv = ["train.py", *argv]
+    GlobalHydra.instance().clear()
+    try:
+        main()
+    finally:
+        sys.argv = saved
+        os.chdir(cwd)
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    """A weights-only checkpoint of a 784-16-10 MLP: not the default model, a file the commands can read."""
+    import torch
+
+    from experiments.models.classifier import MNISTClassifier
+
+    model = MNISTClassifier(hidden_sizes=[16])
+    path = tmp_path / "tiny.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
+    return path
+
+
 @pytest.fixture
 def cli(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -217,15 +217,6 @@ def test_truncated_or_corrupt_data_files(cli, damaged_data: Path, tmp_path: Path
     assert "truncated or corrupt" in result.error_lines[0]
 
 
-@pytest.fixture
-def tiny_checkpoint(tmp_path: Path) -> Path:
-    """A weights-only checkpoint of a 784-16-10 MLP (what evaluate/predict and the mismatch check read)."""
-    from experiments.models.classifier import MNISTClassifier
-
-    model = MNISTClassifier(hidden_sizes=[16])
-    path = tmp_path / "tiny.ckpt"
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
-    return path
 
 
 @pytest.fixture

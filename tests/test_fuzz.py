@@ -31,7 +31,6 @@ from typing import Any
 
 import lightning as L
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, HydraException
@@ -452,15 +451,6 @@ def run_cases(tmp: Path, mnist_dir: Path, checkpoint: Path) -> list[tuple[str, l
     ]
 
 
-@pytest.fixture
-def tiny_checkpoint(tmp_path: Path) -> Path:
-    """A weights-only checkpoint of a 784-16-10 MLP: not the default model, a file the commands can read."""
-    from experiments.models.classifier import MNISTClassifier
-
-    model = MNISTClassifier(hidden_sizes=[16])
-    path = tmp_path / "tiny.ckpt"
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
-    return path
 
 
 def test_runs_keep_the_promise(

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra.core.global_hydra import GlobalHydra
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import FAST_RUN, REPO_ROOT, CliResult, call_main
+from tests.conftest import FAST_RUN, REPO_ROOT, CliResult, call_main, train_in_process
 
 EPOCHS, STEPS_PER_EPOCH = 2, 4  # FAST_RUN: 2 epochs of 4 batches
 RUN = [*FAST_RUN, "run_name=killed"]
@@ -49,17 +48,8 @@ def reference(
     killed: dict[str, Future[Killed]], mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     """The same run, uninterrupted, in-process (while the killed runs run)."""
-    from experiments.train import main
-
     outputs = tmp_path_factory.mktemp("reference") / "outputs"
-    argv, cwd = sys.argv, os.getcwd()
-    sys.argv = ["train.py", f"paths.log_dir={outputs}", f"paths.data_dir={mnist_dir}", *RUN]
-    GlobalHydra.instance().clear()
-    try:
-        main()
-    finally:
-        sys.argv = argv
-        os.chdir(cwd)
+    train_in_process(f"paths.log_dir={outputs}", f"paths.data_dir={mnist_dir}", *RUN)
     (run_dir,) = (outputs / "runs").iterdir()
     return summary(run_dir)
 

@@ -16,7 +16,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import api_pb2
 
-from tests.conftest import FAST_RUN, REPO_ROOT, CliResult
+from tests.conftest import FAST_RUN, REPO_ROOT, CliResult, train_in_process
 from tests.tensorboard_views import read_hparams
 from tests.test_resume import HEADER
 
@@ -137,22 +137,8 @@ def test_nan_loss_stops_with_step_epoch_lr_and_keeps_last_good_checkpoint(cli, m
 @pytest.fixture(scope="module")
 def finished_run(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One short in-process training run (the checkpoint evaluate and predict read)."""
-    import os
-    import sys
-
-    from hydra.core.global_hydra import GlobalHydra
-
-    from experiments.train import main
-
     outputs = tmp_path_factory.mktemp("lifecycle") / "outputs"
-    argv, cwd = sys.argv, os.getcwd()
-    sys.argv = ["train.py", f"paths.log_dir={outputs}", f"paths.data_dir={mnist_dir}", *FAST_RUN, "logger=none"]
-    GlobalHydra.instance().clear()
-    try:
-        main()
-    finally:
-        sys.argv = argv
-        os.chdir(cwd)
+    train_in_process(f"paths.log_dir={outputs}", f"paths.data_dir={mnist_dir}", *FAST_RUN, "logger=none")
     (run_dir,) = (outputs / "runs").iterdir()
     return run_dir
 
