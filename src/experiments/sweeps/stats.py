@@ -161,17 +161,18 @@ def compare(ours: ConfigResult, best: ConfigResult) -> Comparison | None:
     if len(shared) >= 2:
         a, b = [mine[s] for s in shared], [theirs[s] for s in shared]
         test, n = PAIRED, len(shared)
-        result = stats.ttest_rel(a, b)
+        flat = len({x - y for x, y in zip(a, b, strict=True)}) == 1
     else:
         a, b = ours.test.values, best.test.values
         if len(a) < 2 or len(b) < 2:
             return None
         test, n = WELCH, min(len(a), len(b))
-        result = stats.ttest_ind(a, b, equal_var=False)
+        flat = len(set(a)) == len(set(b)) == 1
     difference = statistics.fmean(a) - statistics.fmean(b)
-    if math.isnan(result.statistic):
+    if flat:
         # No spread at all (every seed on one value, e.g. chance level): t is 0/0, so the means decide.
         return Comparison(test, n, difference, (difference, difference), 1.0 if difference == 0 else 0.0)
+    result = stats.ttest_rel(a, b) if test == PAIRED else stats.ttest_ind(a, b, equal_var=False)
     low, high = result.confidence_interval(CONFIDENCE)
     return Comparison(test, n, difference, (float(low), float(high)), float(result.pvalue))
 
