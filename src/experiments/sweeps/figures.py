@@ -231,7 +231,8 @@ def _colors(count: int) -> list[tuple[float, ...]]:
 
 def bars_figure(configs: list[ConfigResult]) -> Figure:
     """Each configuration's test accuracy minus the best's, in points, with the 95 % CI of the difference; the
-    best at 0 (orange). Colour by verdict: grey worse, blue not distinguishable, green better. The axis spans
+    best at 0 (orange), with the CI of its own mean around it.
+    Colour by verdict: grey worse, blue not distinguishable, green better. The axis spans
     the differences and their intervals, down to _BAR_SPAN points below the best: a configuration further
     down (diverged, at chance level) is cut at the left edge, its number in its label."""
     fig = new_figure(8.5, max(2.5, 0.55 * len(configs) + 1.6))
@@ -251,7 +252,8 @@ def bars_figure(configs: list[ConfigResult]) -> Figure:
         if config is best:
             ci = config.test.ci
             text = f"{mean:.2f} %" + ("" if ci is None else f" [{ci[0] * 100:.2f}, {ci[1] * 100:.2f}]")
-            rows.append((f"{name} (n={config.test.n})\nbest: {text}", 0.0, 0.0, 0.0, colors[BEST]))
+            low, high = (0.0, 0.0) if ci is None else (ci[0] * 100 - mean, ci[1] * 100 - mean)  # its own CI
+            rows.append((f"{name} (n={config.test.n})\nbest: {text}", 0.0, low, high, colors[BEST]))
         elif comparison is None:
             difference = mean - best.test.mean * 100
             label = f"{name} (n={config.test.n})\n{difference:+.2f} (no test)"
@@ -275,8 +277,8 @@ def bars_figure(configs: list[ConfigResult]) -> Figure:
     ax.grid(axis="x", alpha=0.3)
     clipped = " (bars beyond the left edge are cut)" if min(lows) < left - pad else ""
     ax.set_title(
-        "Test accuracy against the best (orange; Holm-adjusted tests): grey worse, blue not distinguishable, "
-        f"green better{clipped}",
+        "Test accuracy against the best (orange: the best, with the CI of its own mean)\n"
+        f"Holm-adjusted tests: grey worse, blue not distinguishable, green better{clipped}",
         fontsize=9,
     )
     return fig
