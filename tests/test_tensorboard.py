@@ -8,6 +8,7 @@ import torch
 
 from experiments.tensorboard.figures import hard_examples, predictions_figure
 from experiments.tensorboard.hparams import METRICS, varied_keys
+from experiments.tensorboard.sweep import REPORT_DIR
 from tests.conftest import compose_config
 from tests.tensorboard_views import accumulator, hparams_tab, layout_charts, read_hparams
 from tests.test_sweeps import TINY, only_sweep_dir
@@ -43,7 +44,8 @@ def test_every_job_is_a_row_with_its_status(cli, mnist_dir: Path, tmp_path: Path
     completed = {m["name"]["tag"] for m in by_values[0.05, 9]["sessions"][0]["metricValues"]}
     assert set(METRICS) - {"train/loss"} <= completed  # train/loss: not one logging step (log_every_n_steps)
 
-    for job_dir in (p for p in sweep_dir.iterdir() if p.is_dir()):
+    assert "_hparams_/experiment" in read_hparams(sweep_dir / REPORT_DIR), "the sweep's, in its report run"
+    for job_dir in (p for p in sweep_dir.iterdir() if p.is_dir() and p.name != REPORT_DIR):
         assert not [tag for tag in accumulator(job_dir).Tags()["scalars"] if tag.startswith("hp/")]
         summaries = read_hparams(job_dir)
         assert "_hparams_/experiment" not in summaries, "the sweep's experiment is the only one"
