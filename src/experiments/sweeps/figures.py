@@ -266,6 +266,7 @@ def bars_figure(configs: list[ConfigResult]) -> Figure:
     labels, diffs, lows, highs, bar_colors = zip(*rows, strict=True)
     errors = [[d - lo for d, lo in zip(diffs, lows, strict=True)], [hi - d for d, hi in zip(diffs, highs, strict=True)]]
     ax.barh(range(len(rows)), diffs, xerr=errors, color=bar_colors, edgecolor="black", linewidth=0.5, capsize=4)
+    ax.plot([0.0], [0], "D", color=colors[BEST], markersize=8, zorder=3)  # the best: a bar of length 0
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.axvline(0.0, color="black", linewidth=1)

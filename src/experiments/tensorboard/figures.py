@@ -23,7 +23,7 @@ def hard_examples(images: torch.Tensor, labels: torch.Tensor, count: int) -> tor
 
     The choice depends on the test set only, not on the model: every run on the same data shows the same
     images, so runs of a sweep can be compared image by image, and these atypical images are where models
-    err (a random or first-N choice of a test set that the model gets 98 % right shows almost no mistakes).
+    err (a random or first-N choice, from a test set the model mostly gets right, shows almost no mistakes).
     Invariant to the datamodule's normalisation (one affine map for all images).
     """
     flat = images.reshape(len(images), -1).float()
