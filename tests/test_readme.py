@@ -520,7 +520,11 @@ def check_install(case: Case) -> None:
 
     with (REPO_ROOT / "pyproject.toml").open("rb") as f:
         extras = set(tomllib.load(f)["project"].get("optional-dependencies", {}))
-    for target in (a for a in case.args[1:] if not a.startswith("-")):
+    args = case.args[1:]
+    # `-r requirements*.lock`: the tested versions, exported from uv.lock (tests/test_packaging.py checks that)
+    locks = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "-r"]
+    assert all((REPO_ROOT / lock).is_file() and lock.endswith(".lock") for lock in locks), locks
+    for target in (a for a in args if not a.startswith("-") and a not in locks):
         path, _, wanted = target.partition("[")
         assert (REPO_ROOT / path / "pyproject.toml").is_file(), target
         missing = {e.strip() for e in wanted.rstrip("]").split(",") if e.strip()} - extras
