@@ -223,7 +223,13 @@ def test_doctor_reports_versions_accelerator_and_data(mnist_dir: Path, command) 
 
 @pytest.mark.parametrize(
     ("version", "verdict"),
-    [("2.6.2", "COMPROMISED"), ("2.6.3", "COMPROMISED"), ("2.6.5", "vulnerable"), ("2.5.0", "vulnerable"), ("2.6.6", None)],
+    [
+        ("2.6.2", "COMPROMISED"),
+        ("2.6.3", "COMPROMISED"),
+        ("2.6.5", "vulnerable"),
+        ("2.5.0", "vulnerable"),
+        ("2.6.6", None),
+    ],
 )
 def test_doctor_names_a_compromised_or_vulnerable_lightning(
     version: str, verdict: str | None, mnist_dir: Path, command, monkeypatch: pytest.MonkeyPatch
@@ -234,7 +240,8 @@ def test_doctor_names_a_compromised_or_vulnerable_lightning(
 
     real = doctor.installed_version
     monkeypatch.setattr(doctor, "installed_version", lambda name: version if name == "lightning" else real(name))
-    warnings = [line for line in succeeded(command("doctor", f"data_dir={mnist_dir}")).splitlines() if "WARNING" in line]
+    out = succeeded(command("doctor", f"data_dir={mnist_dir}"))
+    warnings = [line for line in out.splitlines() if "WARNING" in line]
     if verdict is None:
         assert warnings == []
     else:

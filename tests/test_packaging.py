@@ -76,7 +76,6 @@ def test_requirement_locks_are_the_exports_of_uv_lock(tmp_path: Path) -> None:
     """What pip installs is what uv.lock says (CI's `uv lock --check` ties uv.lock to pyproject.toml), and
     the lock admits no Lightning below 2.6.6 (GHSA-w37p-236h-pfx3)."""
     import tomllib
-
     from packaging.version import Version
 
     uv = Path(sys.executable).parent / "uv"

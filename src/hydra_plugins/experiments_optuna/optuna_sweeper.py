@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import atomic
 from experiments.errors import ConfigError
+from experiments.runs.resume import shown, this_program
 from experiments.search.study import make_pruner, open_storage, storage_path
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class OptunaSweeper(Sweeper):
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         done = len(study.get_trials(deepcopy=False))
         log.info(
-            f"Optuna study {self.study_name}: {done} of {self.n_trials} trials done, storage {path}"
+            f"Optuna study {self.study_name}: {done} of {self.n_trials} trials done, storage {shown(path)}"
             + (f"; continue a stopped search with: {continue_command(self.sweep_dir)}" if self.storage is None else "")
         )
         while done < self.n_trials:
@@ -198,7 +199,5 @@ def job_value(ret: Any) -> float | None:
 
 def continue_command(sweep_dir: Path) -> str:
     """The command as typed, pointed at this sweep directory: it continues the study stored there."""
-    from experiments.runs.resume import shown, this_program
-
     args = [shlex.quote(a) for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
     return " ".join([*this_program(), *args, f"hydra.sweep.dir={shlex.quote(shown(sweep_dir))}"])
