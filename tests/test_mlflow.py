@@ -12,7 +12,7 @@ from tests.conftest import FAST_RUN, compose_config
 mlflow = pytest.importorskip("mlflow")  # the `mlflow` extra, which dev includes
 
 
-def runs_of(outputs: Path, experiment: str) -> list:  # noqa: ANN401
+def runs_of(outputs: Path, experiment: str) -> list:
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{outputs / 'mlflow.db'}")
     found = client.get_experiment_by_name(experiment)
     assert found is not None, [e.name for e in client.search_experiments()]
