@@ -12,6 +12,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -277,8 +278,7 @@ def test_preset_grid_takes_plain_overrides_and_a_killed_sweep_reports_every_plan
     assert {(int(rows[n]["batch_size"]), float(rows[n]["lr"])) for n in range(8)} == set(grid)
 
 
-
-def load_study(sweep_dir: Path, name: str = "mnist_mlp"):  # noqa: ANN201 (optuna is imported lazily)
+def load_study(sweep_dir: Path, name: str = "mnist_mlp") -> Any:
     import optuna
 
     from experiments.search.study import STORAGE_FILE, open_storage
