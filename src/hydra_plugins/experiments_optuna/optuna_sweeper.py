@@ -75,7 +75,7 @@ class OptunaSweeper(Sweeper):
         study_name: str,
         direction: str,
         n_trials: int,
-        n_jobs: int,
+        n_jobs: int | None,
         sampler: Any,  # an Optuna sampler: Hydra builds it from its _target_ with the sweeper
         params: Mapping[str, str] | None = None,
         storage: str | None = None,
@@ -95,6 +95,19 @@ class OptunaSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config
         )
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
+
+    def batch_size(self) -> int:
+        """Trials launched together: `n_jobs`, or (null) as many as the launcher runs at once: its own
+        `n_jobs` when set, one for Hydra's basic launcher (one job at a time), else one per usable core."""
+        if self.n_jobs is not None:
+            return self.n_jobs
+        launcher = self.config.hydra.launcher
+        width = launcher.get("n_jobs")
+        if isinstance(width, int) and width > 0:
+            return width
+        if str(launcher.get("_target_", "")).endswith(".BasicLauncher"):
+            return 1
+        return len(os.sched_getaffinity(0))
 
     def search_space(self, arguments: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
         """The searched keys with their distributions, and the fixed overrides every job gets."""
@@ -123,7 +136,7 @@ class OptunaSweeper(Sweeper):
     def search(self, arguments: list[str]) -> None:
         import optuna
 
-        for key, value, low in (("n_trials", self.n_trials, 0), ("n_jobs", self.n_jobs, 1)):
+        for key, value, low in (("n_trials", self.n_trials, 0), ("n_jobs", self.batch_size(), 1)):
             if not isinstance(value, int) or value < low:
                 raise ConfigError(f"hydra.sweeper.{key}={value} must be an integer >= {low}")
         space, fixed = self.search_space(arguments)
@@ -148,7 +161,7 @@ class OptunaSweeper(Sweeper):
             + (f"; continue a stopped search with: {continue_command(self.sweep_dir)}" if self.storage is None else "")
         )
         while done < self.n_trials:
-            trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - done))]
+            trials = [study.ask(space) for _ in range(min(self.batch_size(), self.n_trials - done))]
             batch = [
                 [*fixed, *(as_override(k, v) for k, v in trial.params.items()), f"hydra.sweeper.storage={path}"]
                 for trial in trials
