@@ -58,6 +58,7 @@ from experiments.config import schema
 from experiments.data.files import dataset_class, load_split, prepare_root
 from experiments.data.synthetic import write_dataset
 from experiments.models.mlp import MLP
+from experiments.rundir import RunDir
 from experiments.train import CONFIG_DIR, train
 
 MEAN, STD, LR, VAL_SIZE, SEED = 0.1307, 0.3081, 0.1, 5000, 42
@@ -168,7 +169,7 @@ def project_trainer(
         "callbacks.progress_bar.refresh_rate=0",
         "test=false",
     ]
-    train(project_config(overrides), output_dir, overrides)
+    train(project_config(overrides), RunDir(output_dir), overrides)
     history = json.loads((output_dir / "run.json").read_text())["history"]
     return [row["samples_per_sec"] for row in history[warmup:]]
 
@@ -289,7 +290,7 @@ def project_epoch(
         f"trainer.max_epochs={warmup + epochs}",
         "test=false",
     ]
-    train(project_config(overrides), output_dir, overrides)
+    train(project_config(overrides), RunDir(output_dir), overrides)
     history = json.loads((output_dir / "run.json").read_text())["history"]
     return [row["epoch_seconds"] for row in history[warmup:]]
 

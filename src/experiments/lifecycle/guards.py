@@ -42,8 +42,8 @@ class GracefulStop(Callback):
     The run ends with RunInterrupted, which `experiments.train.run` reports with the resume command.
     """
 
-    def __init__(self, checkpoint: str = "checkpoints/last.ckpt") -> None:
-        self.checkpoint = checkpoint
+    def __init__(self, checkpoint: Path) -> None:
+        self.checkpoint = checkpoint  # the run's last.ckpt, where its resume continues
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
 
@@ -70,7 +70,7 @@ class GracefulStop(Callback):
         if self.received is None:
             return
         name = signal.Signals(self.received).name
-        path = Path(trainer.default_root_dir) / self.checkpoint
+        path = self.checkpoint
         # Lightning resumes exactly from a checkpoint written here (train batch end), but would write this
         # batch's step metrics to the loggers only after the hook: write train/loss now, or the resumed run
         # (which starts at the next step) leaves a hole in the curve.

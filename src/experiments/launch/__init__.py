@@ -1,0 +1,1 @@
+"""How a job runs: its DDP ranks and its place among parallel jobs."""
