@@ -332,6 +332,45 @@ def test_optuna_study_survives_diverging_trials(cli, mnist_dir: Path, tmp_path: 
     assert "Sweep: 4 jobs" in result.out and "scatter.png" in (sweep_dir / "summary.md").read_text()
 
 
+def test_parallel_trials_report_to_their_trials_and_hopeless_ones_are_pruned(
+    cli, mnist_dir: Path, tmp_path: Path
+) -> None:
+    """Trials run two at a time in joblib's worker processes; each job reports its val/acc per epoch to its
+    own trial through the journal file, and the median pruner stops the ones far below the completed
+    trials (lr 1e-6 learns nothing): PRUNED in Optuna, `pruned` in run.json and in the report."""
+    import optuna
+
+    result = cli(
+        "hydra.mode=MULTIRUN",
+        "hparams_search=optuna",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_trials=8",
+        "model.optimizer.lr=choice(0.1,0.000001)",
+        "model/scheduler=none",
+        f"paths.data_dir={mnist_dir}",
+        *TINY,
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=4",
+    )
+    assert result.code == 0, result.err
+    sweep_dir = only_sweep_dir(tmp_path / "outputs")
+    trials = load_study(sweep_dir).trials
+    assert len(trials) == 8
+    pruned = {t.number for t in trials if t.state == optuna.trial.TrialState.PRUNED}
+    assert pruned, "median pruning after 5 completed trials stops some lr=1e-6 trials"
+    assert all(trials[n].params["model.optimizer.lr"] == 1e-6 for n in pruned)
+    for trial in trials:  # every job's per-epoch reports arrived, from its worker process
+        run = json.loads(next(sweep_dir.glob(f"{trial.number:03d}_*/run.json")).read_text())
+        assert run["status"] == ("pruned" if trial.number in pruned else "completed")
+        reported = {row["epoch"]: row["val/acc"] for row in run["history"]}
+        assert trial.intermediate_values == pytest.approx(reported, abs=1e-6)
+    rows = {int(r["job"].split("_")[0]): r for r in read_summary(sweep_dir)}
+    assert {n for n, r in rows.items() if r["status"] == "pruned"} == pruned
+    assert f"{len(pruned)} pruned" in result.out
+    assert len({t.datetime_start for t in trials[:2]}) == 2 and trials[1].datetime_start < trials[0].datetime_complete
+
+
 def test_a_search_without_a_completed_trial_is_one_error_after_its_report(cli, mnist_dir: Path, tmp_path: Path) -> None:
     """Every trial diverges: the report lists them as failed, then one error line and exit status 1 (it
     used to end in a traceback, `ValueError: No trials are completed yet.`, with no report)."""

@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from experiments.commands import CONFIG_DIR, one_line_errors
+from experiments.config.mistakes import one_line_mistakes
 from experiments.errors import ConfigError
 
 # Lightning releases never to run: 2.6.2 and 2.6.3 on PyPI were credential-stealing malware (advisory
@@ -107,6 +108,7 @@ def report(data_dir: str) -> list[str]:
     return lines
 
 
+@one_line_mistakes  # Hydra's config mistakes as one line (experiments.config.mistakes)
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="doctor")
 @one_line_errors
 def main(cfg: DictConfig) -> None:

@@ -2,12 +2,12 @@
 
 Hydra answers an unknown key, a wrong type, an unknown option or a malformed override with several lines of
 its own, and for an unknown key it advises `+key=value`, which adds the typo to the config. The entry points
-run under `one_line(main)`: the exception Hydra raised is turned into one line, with the nearest key or
+run under `one_line_mistakes(main)`: the exception Hydra raised is turned into one line, with the nearest key or
 option (difflib) as the suggestion. HYDRA_FULL_ERROR=1 still shows Hydra's full text and traceback.
 
 Hydra prints these exceptions itself unless HYDRA_FULL_ERROR=1 (hydra._internal.utils.run_and_report, the
 only place they surface); so the wrapper sets it for Hydra and keeps the user's own choice in
-EXPERIMENTS_FULL_ERROR, which errors.full_error() reads everywhere else.
+EXPERIMENTS_FULL_ERROR, which experiments.errors.full_error() reads everywhere else.
 """
 
 from __future__ import annotations
@@ -23,13 +23,10 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
+from experiments.errors import USER_FULL_ERROR as USER_SWITCH
+from experiments.errors import full_error
+
 HYDRA_SWITCH = "HYDRA_FULL_ERROR"
-USER_SWITCH = "EXPERIMENTS_FULL_ERROR"  # what the user set HYDRA_FULL_ERROR to, while the wrapper runs
-
-
-def full_error() -> bool:
-    """Whether the user asked for full tracebacks (HYDRA_FULL_ERROR=1)."""
-    return os.environ.get(USER_SWITCH, os.environ.get(HYDRA_SWITCH, "")) == "1"
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
@@ -63,7 +60,7 @@ def describe(exc: BaseException) -> str | None:
     return None
 
 
-def one_line(main: Callable[[], Any]) -> Callable[[], Any]:
+def one_line_mistakes(main: Callable[[], Any]) -> Callable[[], Any]:
     """Wrap a `@hydra.main` entry point: a config mistake ends in one `error:` line and exit status 1."""
 
     @functools.wraps(main)

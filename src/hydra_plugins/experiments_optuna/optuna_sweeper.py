@@ -35,8 +35,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import atomic
-from experiments.errors import ConfigError
-from experiments.runs.resume import shown, this_program
+from experiments.console import shown, this_program
+from experiments.errors import ConfigError, full_error
 from experiments.search.study import make_pruner, open_storage, storage_path
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class OptunaSweeper(Sweeper):
         try:
             self.search(arguments)
         except ConfigError as exc:  # one line, as the jobs report theirs (HYDRA_FULL_ERROR=1: the traceback)
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            if full_error():
                 raise
             print(f"error: {exc}", file=sys.stderr, flush=True)
             sys.exit(1)
