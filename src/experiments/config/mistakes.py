@@ -19,12 +19,12 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from experiments.errors import USER_FULL_ERROR as USER_SWITCH
-from experiments.errors import full_error
+from experiments.errors import full_error, is_bug, one_line
 
 HYDRA_SWITCH = "HYDRA_FULL_ERROR"
 
@@ -60,6 +60,16 @@ def describe(exc: BaseException) -> str | None:
     return None
 
 
+def other(exc: BaseException) -> str:
+    """Anything else Hydra raised, in one line: its own first line (and its cause's), as it would print them;
+    what is not Hydra's (a bug escaping a task) by type and message, as experiments.errors does."""
+    if isinstance(exc, HydraException | OmegaConfBaseException):
+        cause = exc.__cause__
+        lines = [str(exc).strip().splitlines()[0]] + ([str(cause).strip().splitlines()[0]] if cause else [])
+        return ": ".join(line.rstrip(".") for line in lines if line)
+    return f"{one_line(exc)} (HYDRA_FULL_ERROR=1 prints the traceback)" if is_bug(exc) else one_line(exc)
+
+
 def one_line_mistakes(main: Callable[[], Any]) -> Callable[[], Any]:
     """Wrap a `@hydra.main` entry point: a config mistake ends in one `error:` line and exit status 1."""
 
@@ -73,10 +83,7 @@ def one_line_mistakes(main: Callable[[], Any]) -> Callable[[], Any]:
         try:
             return main()
         except Exception as exc:
-            line = describe(exc)
-            if line is None:
-                raise  # not a config mistake: the task's own handling already ran (a bug: its traceback)
-            print(f"error: {line}", file=sys.stderr, flush=True)
+            print(f"error: {describe(exc) or other(exc)}", file=sys.stderr, flush=True)
             sys.exit(1)
         finally:
             for name, value in saved.items():
