@@ -153,7 +153,7 @@ def test_full_trace_on_request(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 # --- The rest of the bad-input matrix: Hydra's own errors, data files, checkpoints, resume, devices. ---
 
 HYDRA_ERRORS = [
-    ("model=foo", "model/foo"),
+    ("model=foo", "model=foo"),
     ("model.hiden=3", "model.hiden"),
     ("model/optimizer=foo", "model/optimizer"),
     ("model/loss=foo", "model/loss"),
