@@ -82,7 +82,7 @@ def test_progress_bar_and_summary_are_chosen_not_detected() -> None:
 def test_one_line_model_description() -> None:
     from experiments.models.summary import describe
 
-    assert describe(MNISTClassifier(net="cnn").net).startswith("CNN conv 1-")
+    assert describe(MNISTClassifier(net="cnn").net) == "LeNet conv 1-6-16, fc 400-120-84-10"
     assert describe(MNISTClassifier(net="linear").net).endswith("784-10")
 
 

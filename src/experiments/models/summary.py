@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def describe(net: nn.Module) -> str:
-    """`MLP 784-128-128-10`, `CNN conv 1-6-16, fc 400-120-84-10`: the widths of its conv and linear layers."""
+    """`MLP 784-128-128-10`, `LeNet conv 1-6-16, fc 400-120-84-10`: the widths of its conv and linear layers."""
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
     parts = []
