@@ -31,7 +31,7 @@ def test_every_group_has_its_options() -> None:
     assert options("model/optimizer") == ["adagrad", "adam", "adamw", "rmsprop", "sgd"]
     assert options("model/scheduler") == ["cosine", "none", "onecycle"]
     assert {"default", "cpu", "gpu", "mps", "ddp"} <= set(options("trainer"))
-    assert options("logger") == ["csv", "none", "tensorboard"]
+    assert options("logger") == ["csv", "mlflow", "none", "tensorboard"]
     assert {"fast", "overfit", "limit"} <= set(options("debug"))
 
 

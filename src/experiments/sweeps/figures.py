@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from experiments.config.names import short_overrides
 from experiments.plotting import new_figure
+from experiments.rundir import PRUNED
 from experiments.sweeps.results import COMPLETED, FAILED, INCOMPLETE, NOT_STARTED, JobResult, varying_overrides
 from experiments.sweeps.stats import BEST, BETTER, WORSE, ConfigResult, seed_band
 
@@ -104,7 +105,7 @@ def scatter_figure(jobs: list[JobResult], metric: str = "val/acc_best") -> Figur
     percent = "acc" in metric  # accuracies are stored as fractions and shown in %, like everywhere else
     scale = 100.0 if percent else 1.0
     drawn = [j for j in jobs if j.lr is not None and j.status != NOT_STARTED]
-    with_value = [j for j in drawn if j.status in (COMPLETED, INCOMPLETE) and j.value(metric) is not None]
+    with_value = [j for j in drawn if j.status in (COMPLETED, PRUNED, INCOMPLETE) and j.value(metric) is not None]
     without = [j for j in drawn if j not in with_value]
     name = "failed" if all(j.status == FAILED for j in without) else "failed or no value"
     colors = matplotlib.colormaps["tab10"].colors
@@ -122,7 +123,8 @@ def scatter_figure(jobs: list[JobResult], metric: str = "val/acc_best") -> Figur
             ys = [j.value(metric) * scale for j in cut]
             ax.scatter([j.lr for j in cut], ys, facecolors="none", edgecolors=color, s=40, label=label)
     if any(j.status != COMPLETED for j in with_value):
-        ax.scatter([], [], facecolors="none", edgecolors="grey", s=40, label="hollow: interrupted (best epoch)")
+        cut_short = "pruned or interrupted" if any(j.status == PRUNED for j in with_value) else "interrupted"
+        ax.scatter([], [], facecolors="none", edgecolors="grey", s=40, label=f"hollow: {cut_short} (best epoch)")
     if without:
         # x in data coordinates, y in axes coordinates: a row along the bottom, below every point (the
         # margin below), whatever the metric's range.

@@ -34,6 +34,7 @@ from omegaconf import DictConfig
 
 from experiments import atomic, console
 from experiments.config import names
+from experiments.rundir import PRUNED
 from experiments.sweeps.plan import GRID, SEARCH, mark_finished, read_plan, write_plan
 from experiments.sweeps.results import (
     COMPLETED,
@@ -257,8 +258,8 @@ def markdown_table(jobs: list[JobResult]) -> str:
 
 def _counts(jobs: list[JobResult]) -> str:
     """'16 jobs: 5 completed, 1 failed, 1 incomplete, 9 not started'."""
-    number = {status: sum(j.status == status for j in jobs) for status in (COMPLETED, FAILED, INCOMPLETE)}
-    text = f"{len(jobs)} jobs: " + ", ".join(f"{n} {status}" for status, n in number.items())
+    number = {status: sum(j.status == status for j in jobs) for status in (COMPLETED, PRUNED, FAILED, INCOMPLETE)}
+    text = f"{len(jobs)} jobs: " + ", ".join(f"{n} {status}" for status, n in number.items() if n or status != PRUNED)
     not_started = sum(j.status == NOT_STARTED for j in jobs)
     return text + (f", {not_started} {NOT_STARTED}" if not_started else "")
 
@@ -309,7 +310,7 @@ def write_markdown(
         lines += ["## Jobs", "", markdown_table(jobs), ""]
     problems = [j for j in jobs if j.status != COMPLETED]
     if problems:
-        lines += ["## Failed, incomplete or not started jobs", ""]
+        lines += ["## Pruned, failed, incomplete or not started jobs", ""]
         for job in problems:
             # A job never started has no directory to name: what differs in its overrides says which it is.
             what = " ".join(f"`{o}`" for o in varied[job.job]) if job.status == NOT_STARTED else f"`{job.job}`"
@@ -384,7 +385,9 @@ def describe(report: SweepReport) -> str:
     failed = sum(j.status in (FAILED, INCOMPLETE) for j in jobs)
     completed = sum(j.status == COMPLETED for j in jobs)
     not_started = sum(j.status == NOT_STARTED for j in jobs)
-    line = f"Sweep: {len(jobs)} jobs, {completed} completed, {failed} failed or incomplete"
+    pruned = sum(j.status == PRUNED for j in jobs)
+    line = f"Sweep: {len(jobs)} jobs, {completed} completed" + (f", {pruned} pruned" if pruned else "")
+    line += f", {failed} failed or incomplete"
     lines = [line + (f", {not_started} {NOT_STARTED}" if not_started else "")]
     lines += _not_started_lines(jobs)
     best = report.best

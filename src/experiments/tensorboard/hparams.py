@@ -142,7 +142,8 @@ def session_end_summary(status: str) -> Summary:
     from tensorboard.compat.proto.summary_pb2 import Summary
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-    statuses = {"completed": api_pb2.STATUS_SUCCESS, "failed": api_pb2.STATUS_FAILURE}
+    # HParams has no "pruned": a run a search stopped early on purpose ended as planned, with its last values.
+    statuses = {"completed": api_pb2.STATUS_SUCCESS, "pruned": api_pb2.STATUS_SUCCESS, "failed": api_pb2.STATUS_FAILURE}
     info = plugin_data_pb2.SessionEndInfo(status=statuses[status], end_time_secs=time.time())
     content = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(session_end_info=info))
     summary = Summary()
