@@ -24,6 +24,7 @@ from experiments.sweeps.plan import PLAN_FILE, read_plan
 from experiments.sweeps.report import write_report
 from experiments.sweeps.results import COMPLETED, FAILED, INCOMPLETE, NOT_STARTED, JobResult, collect_jobs
 from experiments.tensorboard.hparams import METRICS
+from experiments.tensorboard.sweep import REPORT_DIR
 from tests.conftest import compose_config
 from tests.tensorboard_views import accumulator, hparams_tab
 
@@ -80,7 +81,9 @@ def grid_sweep(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 def test_grid_gives_one_readable_directory_per_job(grid_sweep: tuple[Path, str]) -> None:
     sweep_dir, _ = grid_sweep
-    jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    runs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    assert runs[-1] == REPORT_DIR, "the sweep's own TensorBoard run sorts after its jobs"
+    jobs = runs[:-1]
     assert len(jobs) == 4
     assert [job[:4] for job in jobs] == ["000_", "001_", "002_", "003_"], "zero-padded job numbers sort in order"
     for size in GRID["data.batch_size"]:

@@ -107,6 +107,7 @@ def test_tensorboard_has_scalars_figures_and_real_hparams(finished_run: tuple[Pa
     expected = {"train/loss", "train/acc", "train/lr", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"}
     assert expected <= set(tags["scalars"]), tags["scalars"]
     assert not [tag for tag in tags["scalars"] if tag.startswith("hp/")], "HParams needs no charts of its own"
+    assert "epoch" not in tags["scalars"], "Lightning's epoch counter: dropped by experiments.tensorboard.logger"
     assert {"test/confusion_matrix", "test/predictions"} <= set(tags["images"])
     # train/loss and the learning rate every log_every_n_steps=1: one point per optimizer step, 4 steps per
     # epoch (limit_train_batches=4). Epoch-level metrics sit on the same axis, at the end of each epoch.

@@ -42,6 +42,7 @@ class JobResult:
     samples_per_sec: float | None = None
     error: str = ""
     val_acc_per_epoch: list[float | None] = field(default_factory=list)
+    train_loss_per_epoch: list[float | None] = field(default_factory=list)  # the last logged step's, per epoch
     metrics: dict[str, float] = field(default_factory=dict)  # run.json's final metrics, finite ones only
 
     def value(self, metric: str) -> float | None:
@@ -119,6 +120,7 @@ def read_job(job_dir: Path) -> JobResult:
         samples_per_sec=_mean([s for r in history if (s := finite_or_none(r.get("samples_per_sec"))) is not None]),
         error=error,
         val_acc_per_epoch=val_curve,
+        train_loss_per_epoch=[finite_or_none(row.get("train/loss")) for row in history],
         metrics={str(k): v for k, value in metrics.items() if (v := finite_or_none(value)) is not None},
     )
 

@@ -1,8 +1,9 @@
 """What a run shows in TensorBoard's HParams and Custom Scalars tabs, written with TensorBoard's hparams API.
 
 HParams reads three kinds of summaries (tensorboard.plugins.hparams.summary, module docstring):
-- an *experiment*: the hyperparameter columns and the metrics. A sweep writes one in its root directory
-  (`SweepHParamsCallback`), listing the keys it varies; a single run writes its own, listing `CURATED`.
+- an *experiment*: the hyperparameter columns and the metrics. A sweep writes one in its report run,
+  `<sweep dir>/zz_report` (`SweepHParamsCallback`; experiments.tensorboard.sweep), listing the keys it
+  varies; a single run writes its own, listing `CURATED`.
   TensorBoard uses the first experiment it finds, so jobs of a sweep write none.
 - a *session start* per run: its hyperparameter values, written when the run starts, so a running, killed
   or failed run is a row too;
@@ -213,12 +214,15 @@ def logs_to_tensorboard(config: DictConfig) -> bool:
 
 class SweepHParamsCallback(Callback):
     """hydra.callbacks.sweep_hparams in conf/hydra/default.yaml: when a multirun starts, the experiment
-    summary in the sweep directory's root, so `tensorboard --logdir <sweep dir>` shows the varied keys
-    as columns (a sweep stopped half way too). Each job writes its own session start and end."""
+    summary in the sweep's report run (`<sweep dir>/zz_report`, listed after the jobs), so
+    `tensorboard --logdir <sweep dir>` shows the varied keys as columns (a sweep stopped half way too).
+    Each job writes its own session start and end."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not logs_to_tensorboard(config):
             return
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        write(sweep_dir, [experiment_summary(varied_keys(config))])
+        from experiments.tensorboard.sweep import REPORT_DIR
+
+        report_dir = Path(str(config.hydra.sweep.dir)) / REPORT_DIR
+        report_dir.mkdir(parents=True, exist_ok=True)
+        write(report_dir, [experiment_summary(varied_keys(config))])
