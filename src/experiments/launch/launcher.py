@@ -1,0 +1,172 @@
+"""The default launcher of every multirun: Hydra's joblib launcher, sized to the machine.
+
+`ParallelLauncher` (hydra_plugins.experiments_launcher: Hydra takes launchers from that namespace only) is
+hydra-joblib-launcher's `JoblibLauncher` (loky worker processes, which stay alive and
+keep their imports and decoded data from one job to the next) with three additions that its plain
+configuration cannot express:
+
+- **Size.** `n_jobs: null` runs as many jobs at once as the machine takes: on a CPU one per core (each
+  job then gets `cores // workers` threads: these networks gain little from a second thread, and a
+  second job on that core gains much more); with GPUs, `jobs_per_gpu` jobs share each GPU (one worker
+  per job, at most one per core). Never more workers than jobs.
+- **Ctrl-C / SIGTERM.** The first one reaches every running job (Ctrl-C through the terminal's process
+  group, SIGTERM relayed here): each finishes its batch, saves `last.ckpt` and is marked interrupted;
+  jobs not started yet stay unstarted; then the sweep exits 130 (143). A second one stops at once.
+  Without this, joblib would turn the first Ctrl-C into a KeyboardInterrupt that kills the workers while
+  they write their checkpoints.
+- **Refusals before anything starts**: `trainer=ddp` (Lightning starts DDP ranks by re-running the
+  command, which a worker process cannot do) is refused in one line; run it with
+  `hydra/launcher=basic`.
+
+The jobs learn their share (threads, GPU slots) from environment variables set here, which the worker
+processes inherit (experiments.launch.placement reads them).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from hydra.core.utils import JobReturn
+from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+from omegaconf import DictConfig
+
+from experiments.launch import progress
+
+# What a job reads to size itself (experiments.launch.placement).
+WORKERS_ENV, THREADS_ENV = "EXPERIMENTS_WORKERS", "EXPERIMENTS_JOB_THREADS"
+JOBS_PER_GPU_ENV = "EXPERIMENTS_JOBS_PER_GPU"
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class Placement:
+    workers: int  # jobs running at once
+    threads: int  # CPU threads per job
+    gpus: int  # GPUs the jobs share (0: CPU jobs)
+    jobs_per_gpu: int
+
+    def describe(self) -> str:
+        where = f", {self.jobs_per_gpu} per GPU on {self.gpus} GPU(s)" if self.gpus else ""
+        threads = f"{self.threads} thread{'s' if self.threads > 1 else ''} each"
+        return f"{self.workers} at a time ({threads}{where})"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask: a container's or taskset's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def visible_gpus() -> int:
+    """CUDA GPUs the jobs will see. torch is imported only where an NVIDIA driver is loaded (it costs the
+    sweep's start a second or two, before any worker can start)."""
+    if not Path("/proc/driver/nvidia/gpus").is_dir() or os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def place(jobs: int, n_jobs: int | None, jobs_per_gpu: int, cores: int, gpus: int) -> Placement:
+    """How `jobs` jobs share `cores` cores and `gpus` GPUs; a positive `n_jobs` sets the jobs at once."""
+    if n_jobs is not None and n_jobs > 0:
+        workers = n_jobs
+    elif gpus:
+        workers = min(gpus * jobs_per_gpu, cores)
+    else:
+        workers = cores
+    workers = max(1, min(workers, jobs))
+    return Placement(workers, max(1, cores // workers), gpus, jobs_per_gpu)
+
+
+def uses_ddp(values: Sequence[str]) -> bool:
+    """Whether a config's trainer strategy, or a job's override of it, asks for DDP."""
+    return any("ddp" in str(value).lower() for value in values)
+
+
+def launch_side_by_side(
+    launcher: JoblibLauncher,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+    jobs_per_gpu: int,
+    gpus_for: Sequence[str],
+) -> Sequence[JobReturn]:
+    """ParallelLauncher.launch (hydra_plugins.experiments_launcher): size, refuse, run, stop cleanly."""
+    config = launcher.config
+    assert config is not None
+    refuse_ddp(config, job_overrides)
+    if jobs_per_gpu < 1:
+        _fail(f"hydra.launcher.jobs_per_gpu={jobs_per_gpu} must be >= 1")
+    accelerator = str(config.trainer.get("accelerator", "auto")).lower()
+    gpus = visible_gpus() if accelerator in gpus_for else 0
+    n_jobs = launcher.joblib.get("n_jobs")
+    placement = place(len(job_overrides), n_jobs, jobs_per_gpu, usable_cores(), gpus)
+    os.environ.update(
+        {WORKERS_ENV: str(placement.workers), THREADS_ENV: str(placement.threads), JOBS_PER_GPU_ENV: str(jobs_per_gpu)}
+    )
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    progress.start(sweep_dir, len(job_overrides), initial_job_idx, placement.describe())
+    launcher.joblib["n_jobs"] = placement.workers
+    try:
+        with _stops_reach_the_jobs() as stopped:
+            results = JoblibLauncher.launch(launcher, job_overrides, initial_job_idx)
+    finally:
+        launcher.joblib["n_jobs"] = n_jobs
+    if stopped:
+        print(progress.interrupted_line(sweep_dir), file=sys.stderr, flush=True)
+        sys.exit(128 + stopped[0])
+    return results
+
+
+def refuse_ddp(config: DictConfig, job_overrides: Sequence[Sequence[str]]) -> None:
+    """One line, before any job starts, when a job would run DDP (which needs a process of its own)."""
+    strategy = [str(config.trainer.get("strategy", ""))]
+    swept = [o.split("=", 1)[1] for job in job_overrides for o in job if o.split("=", 1)[0] in _STRATEGY_KEYS]
+    if uses_ddp(strategy + swept):
+        _fail(
+            "trainer=ddp jobs cannot run side by side in the parallel launcher's worker processes (Lightning "
+            "starts DDP ranks by re-running the command); add hydra/launcher=basic to run them one at a time"
+        )
+
+
+_STRATEGY_KEYS = {"trainer", "trainer.strategy", "+trainer.strategy", "++trainer.strategy"}
+
+
+@contextmanager
+def _stops_reach_the_jobs() -> Iterator[list[int]]:
+    """While the jobs run: the first Ctrl-C/SIGTERM is left to the jobs (relayed to the workers when it
+    reached only this process) and noted; a second one stops at once (KeyboardInterrupt)."""
+    stopped: list[int] = []
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stopped:
+            raise KeyboardInterrupt
+        stopped.append(signum)
+        if signum != signal.SIGINT:  # Ctrl-C reaches the workers through the terminal's process group
+            for worker in multiprocessing.active_children():
+                if worker.pid is not None:
+                    os.kill(worker.pid, signum)
+        name = signal.Signals(signum).name
+        print(f"stopping: the running jobs save a checkpoint and end ({name} again stops at once)", file=sys.stderr)
+
+    previous = {s: signal.signal(s, handle) for s in _STOP_SIGNALS}
+    try:
+        yield stopped
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
