@@ -95,21 +95,30 @@ def decoded(cls: type[MNIST], root: Path, stamp: tuple) -> tuple[torch.Tensor, .
 
 
 @functools.lru_cache(maxsize=1)
-def resident_splits(
-    cls: type[MNIST], root: Path, stamp: tuple, val_size: int, seed: int, mean: float, std: float, device: torch.device
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Normalised, flattened (inputs, targets) of train, val and test on `device`."""
-    train_images, train_labels, test_images, test_labels = decoded(cls, root, stamp)
-    train_index, val_index = split_indices(len(train_images), val_size, seed)
+def normalised(
+    cls: type[MNIST], root: Path, stamp: tuple, mean: float, std: float, device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    """All 60,000 training and the 10,000 test (inputs, targets), normalised and flattened, on `device`."""
 
     def to_device(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = images.to(device=device, dtype=torch.float32).div_(255).sub_(mean).div_(std)
         return inputs.flatten(1), labels.to(device)
 
+    train_images, train_labels, test_images, test_labels = decoded(cls, root, stamp)
+    return (*to_device(train_images, train_labels), *to_device(test_images, test_labels))
+
+
+@functools.lru_cache(maxsize=1)
+def resident_splits(
+    cls: type[MNIST], root: Path, stamp: tuple, val_size: int, seed: int, mean: float, std: float, device: torch.device
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(inputs, targets) of train, val and test on `device`: the split is a gather from `normalised`."""
+    train_inputs, train_targets, test_inputs, test_targets = normalised(cls, root, stamp, mean, std, device)
+    train_index, val_index = (i.to(device) for i in split_indices(len(train_inputs), val_size, seed))
     return {
-        "train": to_device(train_images[train_index], train_labels[train_index]),
-        "val": to_device(train_images[val_index], train_labels[val_index]),
-        "test": to_device(test_images, test_labels),
+        "train": (train_inputs[train_index], train_targets[train_index]),
+        "val": (train_inputs[val_index], train_targets[val_index]),
+        "test": (test_inputs, test_targets),
     }
 
 
