@@ -570,6 +570,8 @@ def check_train(case: Case) -> None:
     multirun = "-m" in args or "--multirun" in args or composed.hydra.mode == RunMode.MULTIRUN
     if multirun:
         args, jobs = few_jobs(args, composed.hydra)
+        if _value(args, "hydra/launcher") is None:  # in this process, one after another (test_parallel: side by side)
+            args = [*args, "hydra/launcher=basic"]
     result = case.call(args)
     assert result.code == 0, result.err[-3000:]
     if multirun:

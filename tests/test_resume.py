@@ -115,7 +115,7 @@ def test_the_resume_command_is_typed_as_the_run_was_started(tmp_path: Path, monk
 
     # Older names (`=` and `,`) and names with letters Hydra's grammar reserves for quoted strings: quoted,
     # and the shell and Hydra give back the path.
-    for name in ("2026-11-24_10-31-02.123456_lr=0.1,batch_size=32", "2026_üü", "it's \"odd\" \\"):
+    for name in ("2026-11-24_10-31-02.123456_lr=0.1,batch_size=32", "2026_üü", 'it\'s "odd" \\'):
         *_, token = shlex.split(resume.command(run_dir.parent / name))
         assert hydra_value(token) == f"outputs/runs/{name}"
     assert resume.command(Path("/elsewhere/runs/x")).endswith(" resume=/elsewhere/runs/x")
@@ -141,7 +141,7 @@ def test_sweep_job_resumes_as_printed_as_resume_last_and_by_its_old_quoted_name(
     cli, mnist_dir: Path, tmp_path: Path
 ) -> None:
     outputs = tmp_path / "outputs"
-    sweep = cli("hydra.mode=MULTIRUN", f"paths.data_dir={mnist_dir}", *TINY)
+    sweep = cli("hydra.mode=MULTIRUN", "hydra/launcher=basic", f"paths.data_dir={mnist_dir}", *TINY)
     assert sweep.code == 0, sweep.err
     (job,) = (p for p in next((outputs / "sweeps").iterdir()).iterdir() if (p / "run.json").is_file())
     assert re.fullmatch(r"000_[A-Za-z0-9._+-]+", job.name) and "_batch_size-32_" in job.name, job.name

@@ -14,9 +14,9 @@ configuration cannot express:
   jobs not started yet stay unstarted; then the sweep exits 130 (143). A second one stops at once.
   Without this, joblib would turn the first Ctrl-C into a KeyboardInterrupt that kills the workers while
   they write their checkpoints.
-- **Refusals before anything starts**: `trainer=ddp` (Lightning starts DDP ranks by re-running the
-  command, which a worker process cannot do) is refused in one line; run it with
-  `hydra/launcher=basic`.
+- **Refusals before anything starts** (`LaunchCheck`, a Hydra callback): `trainer=ddp` (Lightning starts
+  DDP ranks by re-running the command, which a worker process cannot do) is refused in one line; run it
+  with `hydra/launcher=basic`.
 
 The jobs learn their share (threads, GPU slots) from environment variables set here, which the worker
 processes inherit (experiments.launch.placement reads them).
@@ -33,10 +33,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from hydra.core.utils import JobReturn
+from hydra.experimental.callback import Callback
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from experiments.launch import progress
 
@@ -104,7 +106,6 @@ def launch_side_by_side(
     """ParallelLauncher.launch (hydra_plugins.experiments_launcher): size, refuse, run, stop cleanly."""
     config = launcher.config
     assert config is not None
-    refuse_ddp(config, job_overrides)
     if jobs_per_gpu < 1:
         _fail(f"hydra.launcher.jobs_per_gpu={jobs_per_gpu} must be >= 1")
     accelerator = str(config.trainer.get("accelerator", "auto")).lower()
@@ -128,15 +129,22 @@ def launch_side_by_side(
     return results
 
 
-def refuse_ddp(config: DictConfig, job_overrides: Sequence[Sequence[str]]) -> None:
-    """One line, before any job starts, when a job would run DDP (which needs a process of its own)."""
-    strategy = [str(config.trainer.get("strategy", ""))]
-    swept = [o.split("=", 1)[1] for job in job_overrides for o in job if o.split("=", 1)[0] in _STRATEGY_KEYS]
-    if uses_ddp(strategy + swept):
-        _fail(
-            "trainer=ddp jobs cannot run side by side in the parallel launcher's worker processes (Lightning "
-            "starts DDP ranks by re-running the command); add hydra/launcher=basic to run them one at a time"
-        )
+class LaunchCheck(Callback):
+    """Hydra callback (conf/hydra/default.yaml, before anything is written): jobs the parallel launcher cannot
+    run are refused in one line before the sweep starts. Hydra turns a callback's exception into a warning,
+    so this prints and exits itself."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not str(config.hydra.launcher.get("_target_", "")).endswith(".ParallelLauncher"):
+            return
+        params = config.hydra.sweeper.get("params") or {}
+        overrides = [*(f"{k}={v}" for k, v in params.items()), *(str(o) for o in config.hydra.overrides.task)]
+        swept = [o.split("=", 1)[1] for o in overrides if "=" in o and o.split("=", 1)[0] in _STRATEGY_KEYS]
+        if uses_ddp([str(OmegaConf.select(config, "trainer.strategy", default="")), *swept]):
+            _fail(
+                "trainer=ddp jobs cannot run side by side in the parallel launcher's worker processes (Lightning "
+                "starts DDP ranks by re-running the command); add hydra/launcher=basic to run them one at a time"
+            )
 
 
 _STRATEGY_KEYS = {"trainer", "trainer.strategy", "+trainer.strategy", "++trainer.strategy"}

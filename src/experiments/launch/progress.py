@@ -7,7 +7,7 @@ messages and warnings, an `error:` line) goes to its train.log instead, and the 
     Sweep: 8 jobs, 2 at a time (1 thread each): outputs/sweeps/2026-12-06_10-00-00.000000
     start  000_batch_size-64_lr-0.03_seed-1
     done   000_batch_size-64_lr-0.03_seed-1: val acc 97.12%, test acc 97.30% (6.1 s)  [1/8 done, about 0:42 left]
-    failed 004_batch_size-64_lr-0.3_seed-1: training diverged: ...  [5/8 done, about 0:12 left]
+    failed 004_batch_size-64_lr-0.3_seed-1: training diverged: ...  [5/8 done, about 0:12 left]   (on stderr)
 
 The count and the estimate come from `<sweep dir>/.progress.json`, which the launcher starts and each job
 updates when it ends, under a lock: the jobs run in separate worker processes. Hand-written because
@@ -146,4 +146,9 @@ class SweepConsole(Callback):
         status, said = _result(run_dir, time.perf_counter() - self._started)
         count = job_ended(Path(str(config.hydra.sweep.dir)), run_dir.name, status)
         word = {"completed": "done"}.get(status, status)
-        print(f"{word:6} {run_dir.name}: {said}  {count}", flush=True)
+        # A failed or interrupted job's line goes where every error line goes: stderr.
+        print(
+            f"{word:6} {run_dir.name}: {said}  {count}",
+            file=sys.stdout if status == "completed" else sys.stderr,
+            flush=True,
+        )
