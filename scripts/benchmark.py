@@ -59,6 +59,7 @@ from experiments.config import schema
 from experiments.data.files import dataset_class, load_split, prepare_root
 from experiments.data.synthetic import write_dataset
 from experiments.models.mlp import MLP
+from experiments.rundir import RunDir
 from experiments.train import CONFIG_DIR, train
 
 MEAN, STD, LR, VAL_SIZE, SEED = 0.1307, 0.3081, 0.1, 5000, 42
@@ -169,7 +170,7 @@ def project_trainer(
         "callbacks.progress_bar.refresh_rate=0",
         "test=false",
     ]
-    train(project_config(overrides), output_dir, overrides)
+    train(project_config(overrides), RunDir(output_dir), overrides)
     history = json.loads((output_dir / "run.json").read_text())["history"]
     return [row["samples_per_sec"] for row in history[warmup:]]
 
@@ -290,7 +291,7 @@ def project_epoch(
         f"trainer.max_epochs={warmup + epochs}",
         "test=false",
     ]
-    train(project_config(overrides), output_dir, overrides)
+    train(project_config(overrides), RunDir(output_dir), overrides)
     history = json.loads((output_dir / "run.json").read_text())["history"]
     return [row["epoch_seconds"] for row in history[warmup:]]
 
@@ -502,9 +503,11 @@ def fixed_cost(root: Path, args: DictConfig, out: Path, report: dict) -> list[st
     from hydra.core.global_hydra import GlobalHydra
 
     import experiments.train as app
+    from experiments.checkpoints import io
     from experiments.config import schema as schema_module
     from experiments.data.datamodule import MNISTDataModule
-    from experiments.runs import callbacks, hparams, storage
+    from experiments.rundir import RunDir
+    from experiments.tensorboard import figures, hparams
 
     clock: dict[str, list[float]] = {}
     job = [-1]
@@ -533,11 +536,11 @@ def fixed_cost(root: Path, args: DictConfig, out: Path, report: dict) -> list[st
         (L.Trainer, "__init__", "Trainer built"),
         (hparams, "start_session", "HParams session start"),
         (L.Trainer, "fit", "fit: 1 batch, validation, 2 checkpoints"),
-        (storage.AtomicCheckpointIO, "save_checkpoint", "  of which checkpoint writes"),
+        (io.AtomicCheckpointIO, "save_checkpoint", "  of which checkpoint writes"),
         (L.Trainer, "test", "test: 1 batch"),
-        (callbacks, "write_test_figures", "test figures (PNG + TensorBoard)"),
-        (hparams, "end_session", "HParams session end"),
-        (callbacks.RunRecord, "save", "run.json writes"),
+        (figures, "write_test_figures", "test figures (PNG + TensorBoard)"),
+        (RunDir, "save_progress", "run.json while training"),
+        (RunDir, "complete", "run.json completed, HParams session end"),
         (app, "train", "train(): all of the above and the rest"),
         (app, "run", "the job, as Hydra calls it"),
     ]
@@ -570,7 +573,7 @@ def fixed_cost(root: Path, args: DictConfig, out: Path, report: dict) -> list[st
         for i in range(n):
             compose(config_name="train", overrides=[f"paths.data_dir={root}", f"seed={i}"], return_hydra_config=True)
         clock["Hydra composes the job's config (x2 per job)"] = [2 * (time.perf_counter() - start) / n]
-    imports = "import experiments.train, lightning, torchvision, matplotlib.figure, experiments.runs.callbacks"
+    imports = "import experiments.train, lightning, torchvision, matplotlib.figure, experiments.tensorboard.figures"
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", imports], check=True)
     import_seconds = time.perf_counter() - start

@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from experiments import atomic
-from experiments.runs.storage import AtomicCheckpointIO
+from experiments.checkpoints.io import AtomicCheckpointIO
 
 
 class SignalAt(Callback):

@@ -152,7 +152,7 @@ def test_killed_run_resumes_as_if_never_killed(
 ) -> None:
     import torch
 
-    from experiments.runs.checkpoints import load_checkpoint
+    from experiments.checkpoints.load import load_checkpoint
 
     _, resume_step, epochs = MATRIX[point]
     run = killed[point].result()
@@ -216,7 +216,7 @@ def test_checkpoints_are_written_atomically_whatever_the_strategy(
     import lightning as L
     from omegaconf import OmegaConf
 
-    from experiments.runs.storage import trainer_plugins
+    from experiments.checkpoints.io import trainer_plugins
 
     node = {"strategy": strategy}
     if plugin:  # as `+trainer.plugins=[{_target_:...}]` gives it

@@ -164,8 +164,8 @@ def test_evaluate_reproduces_the_runs_test_metrics(finished_run: Path, tmp_path:
 def test_predict_reads_images_of_any_polarity_and_writes_csv(
     finished_run: Path, mnist_dir: Path, tmp_path: Path, command
 ) -> None:
+    from experiments.checkpoints.load import find_checkpoint, model_from_checkpoint
     from experiments.data.datamodule import MNISTDataModule
-    from experiments.runs.checkpoints import find_checkpoint, model_from_checkpoint
 
     data = MNISTDataModule(data_dir=str(mnist_dir), val_size=100)
     data.setup()

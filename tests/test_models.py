@@ -32,8 +32,8 @@ MODELS = {
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_each_model_trains_evaluates_and_predicts(name: str, cli, command, mnist_dir: Path, tmp_path: Path) -> None:
+    from experiments.checkpoints.load import find_checkpoint, model_from_checkpoint
     from experiments.data.datamodule import MNISTDataModule
-    from experiments.runs.checkpoints import find_checkpoint, model_from_checkpoint
 
     trained = cli(f"paths.data_dir={mnist_dir}", *FAST_RUN, *MODELS[name])
     assert trained.code == 0, trained.err
@@ -86,7 +86,7 @@ def test_networks_take_rows_and_images(name: str) -> None:
 
 def test_old_mlp_checkpoints_still_load(tmp_path: Path) -> None:
     """Checkpoints written before the network was a choice: an MLP's arguments, no net, no loss."""
-    from experiments.runs.checkpoints import model_from_checkpoint
+    from experiments.checkpoints.load import model_from_checkpoint
 
     trained = MNISTClassifier(hidden_sizes=[16]).eval()
     hparams = {

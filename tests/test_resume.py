@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from experiments import console
+from experiments.checkpoints import resume
 from experiments.config.names import ITEM_SEP, MAX_NAME_BYTES, job_subdir, run_suffix
-from experiments.runs import resume
+from experiments.rundir import RunDir
 from tests.conftest import FAST_RUN, compose_config
 
 PARSER = OverridesParser.create()
@@ -84,7 +86,7 @@ def test_resume_last_picks_the_newest_interrupted_run_or_job(tmp_path: Path) -> 
     fake_run(tmp_path, "runs/completed", "completed", age=0)
     fake_run(tmp_path, "runs/failed", "failed", age=0)
     fake_run(tmp_path, "runs/no_checkpoint", "interrupted", age=0, checkpoint=False)
-    assert resume.find_last(tmp_path) == killed
+    assert RunDir.newest_resumable(tmp_path) == RunDir(killed)
     assert resume.hydra_run_dir("last", tmp_path, "new") == str(killed)
     assert resume.hydra_run_dir("last", tmp_path / "nothing", "new") == "new"
     assert resume.hydra_run_dir(None, tmp_path, "new") == "new"
@@ -102,23 +104,23 @@ def test_the_resume_command_is_typed_as_the_run_was_started(tmp_path: Path, monk
 
     monkeypatch.setattr(sys, "argv", ["train.py", "data.batch_size=32"])
     monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
-    assert resume.command(run_dir) == f".venv/bin/python train.py {resume_arg}"
-    assert resume.tool("tensorboard") == ".venv/bin/tensorboard"
+    assert console.resume_command(run_dir) == f".venv/bin/python train.py {resume_arg}"
+    assert console.tool("tensorboard") == ".venv/bin/tensorboard"
     monkeypatch.setattr(sys, "executable", "/opt/python/bin/python3")
-    assert resume.command(run_dir) == f"/opt/python/bin/python3 train.py {resume_arg}"
+    assert console.resume_command(run_dir) == f"/opt/python/bin/python3 train.py {resume_arg}"
 
     monkeypatch.setattr(sys, "argv", [str(bin_dir / "experiments-train"), "data.batch_size=32"])
-    assert resume.command(run_dir) == f".venv/bin/experiments-train {resume_arg}"
+    assert console.resume_command(run_dir) == f".venv/bin/experiments-train {resume_arg}"
     monkeypatch.setenv("PATH", str(bin_dir))
-    assert resume.command(run_dir) == f"experiments-train {resume_arg}"
-    assert resume.tool("tensorboard") == "tensorboard"
+    assert console.resume_command(run_dir) == f"experiments-train {resume_arg}"
+    assert console.tool("tensorboard") == "tensorboard"
 
     # Older names (`=` and `,`) and names with letters Hydra's grammar reserves for quoted strings: quoted,
     # and the shell and Hydra give back the path.
-    for name in ("2026-11-24_10-31-02.123456_lr=0.1,batch_size=32", "2026_üü", 'it\'s "odd" \\'):
-        *_, token = shlex.split(resume.command(run_dir.parent / name))
+    for name in ("2026-11-24_10-31-02.123456_lr=0.1,batch_size=32", "2026_üü", "it's \"odd\" \\"):
+        *_, token = shlex.split(console.resume_command(run_dir.parent / name))
         assert hydra_value(token) == f"outputs/runs/{name}"
-    assert resume.command(Path("/elsewhere/runs/x")).endswith(" resume=/elsewhere/runs/x")
+    assert console.resume_command(Path("/elsewhere/runs/x")).endswith(" resume=/elsewhere/runs/x")
 
 
 # --- in-process runs on generated data ---

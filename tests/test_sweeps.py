@@ -17,12 +17,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from experiments.runs.hparams import METRICS
-from experiments.sweeps.parallel import claim_gpu
+from experiments.launch.parallel import claim_gpu
+from experiments.sweeps.figures import scatter_figure
 from experiments.sweeps.plan import PLAN_FILE, read_plan
-from experiments.sweeps.plots import scatter_figure
 from experiments.sweeps.report import write_report
 from experiments.sweeps.results import COMPLETED, FAILED, INCOMPLETE, NOT_STARTED, JobResult, collect_jobs
+from experiments.tensorboard.hparams import METRICS
 from tests.conftest import compose_config
 from tests.tensorboard_views import accumulator, hparams_tab
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.runs.hparams import METRICS
-from experiments.sweeps.hparams import varied_keys
+from experiments.tensorboard.hparams import METRICS, varied_keys
 from tests.conftest import compose_config
 from tests.tensorboard_views import accumulator, hparams_tab, layout_charts, read_hparams
 from tests.test_sweeps import TINY, only_sweep_dir

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import api_pb2
 
 from experiments.models.classifier import MNISTClassifier
-from experiments.runs.hparams import CURATED, METRICS
+from experiments.tensorboard.hparams import CURATED, METRICS
 from tests.conftest import FAST_RUN
 from tests.tensorboard_views import layout_charts, read_hparams
 

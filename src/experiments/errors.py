@@ -1,4 +1,14 @@
-"""Errors that mean "the user asked for something we cannot do", reported as one line, not a traceback."""
+"""Errors that mean "the user asked for something we cannot do", and every failure as one line.
+
+Three kinds of failure, each reported as one line (`one_line`):
+- a user mistake (ExperimentError): its message, which names the input and the fix;
+- the environment (an OSError: disk full, read-only, permissions): the file and what the errno means;
+- a bug (anything else): its type and message; the caller says where its traceback is.
+"""
+
+from __future__ import annotations
+
+import errno
 
 
 class ExperimentError(Exception):
@@ -27,3 +37,51 @@ class RunInterrupted(ExperimentError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
+
+
+class JobNotStarted(ExperimentError):
+    """A parallel sweep was stopped (Ctrl-C/SIGTERM) before this job began: it leaves nothing behind."""
+
+
+# What to do about an OSError, by errno: the environment, not the config, is what needs fixing.
+_OS_FIXES = {
+    errno.ENOSPC: "free some space on that disk, or set paths.log_dir to a folder on another one",
+    errno.EDQUOT: "free some of your disk quota, or set paths.log_dir to a folder on another disk",
+    errno.EROFS: "the file system is read-only: set paths.log_dir to a writable folder",
+    errno.EACCES: "make it writable for you, or set paths.log_dir to a folder you can write",
+    errno.EPERM: "make it writable for you, or set paths.log_dir to a folder you can write",
+    errno.ENAMETOOLONG: "use a shorter run_name or paths.log_dir",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """`<file>: <strerror> (<ERRNO>); <fix>`; a rename or copy names its target, the side that was written."""
+    name = exc.filename2 if exc.filename2 is not None else exc.filename
+    code = errno.errorcode.get(exc.errno or 0, "")
+    what = f"{exc.strerror or exc}" + (f" ({code})" if code else "")
+    fix = _OS_FIXES.get(exc.errno or 0, "check that path and the disk it is on")
+    return f"{name}: {what}; {fix}" if name is not None else f"{what}; {fix}"
+
+
+def os_error_of(exc: BaseException | None) -> OSError | None:
+    """The OSError behind exc: itself, or what it was explicitly raised from (a library's wrapper)."""
+    while exc is not None:
+        if isinstance(exc, OSError):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
+def is_bug(exc: BaseException) -> bool:
+    """Neither a user mistake (ExperimentError) nor the environment (an OSError): a traceback is owed."""
+    return not isinstance(exc, ExperimentError) and os_error_of(exc) is None
+
+
+def one_line(exc: BaseException) -> str:
+    """What went wrong, in one line: a user mistake's own message, an OSError's file and fix, or a bug's
+    type and message (marked unexpected: its traceback is somewhere else)."""
+    if isinstance(exc, ExperimentError):
+        return " ".join(str(exc).split())
+    if (os_error := os_error_of(exc)) is not None:
+        return os_error_line(os_error)
+    return f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"

@@ -18,23 +18,29 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from experiments import console
+from experiments.checkpoints import resume
 from experiments.config import names, schema
 from experiments.config.build import build, build_group, rejected
-from experiments.runs import hparams, logs, outcome, resume
-from experiments.runs.records import run_info
+from experiments.launch.progress import runs_in_parallel
+from experiments.lifecycle.failures import report_failure
+from experiments.rundir import RunDir, run_info
+from experiments.tensorboard import hparams
 
 # The configs ship inside the package (the repository's top-level `conf/` links here), so an installed
 # wheel finds them as an editable install does.
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 names.register()
+resume.register()
 schema.register()
 # Hydra's job logging prints these lines and keeps them in <run dir>/train.log (conf/hydra/job_logging/run.yaml).
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, float | None]:
+def train(cfg: DictConfig, run_dir: RunDir, overrides: list[str], in_sweep: bool = False) -> dict[str, float | None]:
     """Fit and test as configured; returns the final metrics. Raises ExperimentError on user mistakes."""
     import lightning as L
     import torch
@@ -42,13 +48,15 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
     from experiments import atomic
-    from experiments.config.checks import check_config
-    from experiments.runs import checkpoints, events, storage
-    from experiments.runs.callbacks import RunLifecycle, RunRecord, write_test_figures
-    from experiments.runs.guards import DivergenceGuard, GracefulStop
-    from experiments.sweeps import ddp
+    from experiments.checkpoints import continuity, io, load
+    from experiments.config.preflight import check_accelerator
+    from experiments.launch import ddp
+    from experiments.lifecycle.callback import RunLifecycle
+    from experiments.lifecycle.guards import DivergenceGuard, GracefulStop
+    from experiments.lifecycle.record import RunRecord
+    from experiments.tensorboard.figures import write_test_figures
 
-    check_config(cfg)
+    check_accelerator(cfg)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls: free speed on Ampere and newer
     torch.set_flush_denormal(bool(cfg.get("flush_denormal", True)))
@@ -58,8 +66,8 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     datamodule.prepare_data()  # missing or corrupt files fail here, before anything else is built
     model = build(cfg.model, "model")
     datamodule.check_model(model)  # images of the size the network takes, before anything trains
-    start_checkpoint = checkpoints.verify_start(cfg.get("ckpt_path"), model) if cfg.train else None
-    record = RunRecord(output_dir / "run.json", run_info(cfg, overrides))
+    start_checkpoint = load.verify_start(cfg.get("ckpt_path"), model) if cfg.train else None
+    record = RunRecord(run_dir, run_info(cfg, overrides))
     loggers = build_group(cfg, "logger")
     callbacks = build_group(cfg, "callbacks")
     if not loggers:  # LearningRateMonitor refuses to run without a logger: `logger=none` means no LR curve
@@ -67,18 +75,19 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
     # Always on, whatever the callbacks group, and first: epoch-start marks (before anything logs at epoch
     # start) so a resumed run never logs a step twice, a stop on a NaN/inf loss before anything else sees
     # the batch, the run record, and a clean stop on Ctrl-C/SIGTERM.
-    lifecycle = RunLifecycle(events.EpochStarts(output_dir), DivergenceGuard(), record, GracefulStop())
-    plugins = storage.trainer_plugins(cfg.trainer)  # with AtomicCheckpointIO: checkpoints written atomically
+    stop = GracefulStop(run_dir.last_checkpoint)
+    lifecycle = RunLifecycle(continuity.EpochStarts(run_dir), DivergenceGuard(), record, stop)
+    plugins = io.trainer_plugins(cfg.trainer)  # with AtomicCheckpointIO: checkpoints written atomically
     trainer: L.Trainer = build(
         cfg.trainer, "trainer", callbacks=[lifecycle, *callbacks], logger=loggers or False, plugins=plugins
     )
     if ddp.is_global_zero():  # DDP child ranks share rank 0's directory and never write into it
         if cfg.get("resume"):  # the run's config.yaml stays as it was written at its start
-            storage.remove_leftovers(output_dir, trainer)
-            events.drop_after_checkpoint(output_dir, start_checkpoint)
+            io.remove_leftovers(run_dir, trainer)
+            continuity.drop_after_checkpoint(run_dir, start_checkpoint)
         else:
-            atomic.write_text(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        hparams.start_session(trainer.loggers, cfg, overrides, in_sweep=outcome.is_multirun())
+            atomic.write_text(run_dir.config, OmegaConf.to_yaml(cfg, resolve=True))
+        hparams.start_session(trainer.loggers, cfg, overrides, in_sweep=in_sweep)
 
     started = time.perf_counter()
     if cfg.train:
@@ -87,7 +96,7 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
         except (MisconfigurationException, ValueError) as exc:
             # Lightning checks some Trainer values against the data only when fit starts
             # (val_check_interval larger than an epoch, ...): before the first step that is a config mistake.
-            if record.path.is_file() or not any(str(k) in str(exc) for k in cfg.trainer):
+            if run_dir.started() or not any(str(k) in str(exc) for k in cfg.trainer):
                 raise
             raise rejected(cfg.trainer, "trainer", exc) from exc
     metrics = record.final_metrics(trainer, ("val/acc_best", "val/acc"))
@@ -98,10 +107,8 @@ def train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, 
         metrics.update({key: _scalar(trainer.callback_metrics, key) for key in ("test/acc", "test/loss")})
         write_test_figures(trainer, model, datamodule, int(cfg.test_figures))
 
-    if trainer.is_global_zero:
-        hparams.end_session(output_dir, "completed")
     seconds = round(time.perf_counter() - started, 3)
-    record.finish("completed", trainer, metrics=metrics, global_step=trainer.global_step, wall_seconds=seconds)
+    record.complete(trainer, metrics=metrics, global_step=trainer.global_step, wall_seconds=seconds)
     return metrics
 
 
@@ -116,37 +123,48 @@ def print_summary(metrics: dict[str, float | None], output_dir: Path) -> None:
         lines.append(f"Test accuracy: {metrics['test/acc']:.2%}   (test loss {metrics['test/loss']:.4f})")
     if metrics.get("val/acc_best") is not None:
         lines.append(f"Best val acc:  {metrics['val/acc_best']:.2%}")
-    run_dir = resume.shown(output_dir)
-    tensorboard = f"{resume.tool('tensorboard')} --logdir {shlex.quote(run_dir)}"
+    run_dir = console.shown(output_dir)
+    tensorboard = f"{console.tool('tensorboard')} --logdir {shlex.quote(run_dir)}"
     lines += [f"Run directory: {run_dir}", f"TensorBoard:   {tensorboard}"]
     for line in lines:
         log.info(line)
 
 
 def run(cfg: DictConfig) -> float | None:
-    """The Hydra task: train, print the summary, and turn failures into one readable line (runs.outcome)."""
+    """The Hydra task: train, print the summary, and turn failures into one readable line (lifecycle.failures)."""
     hydra_cfg = HydraConfig.get()
-    output_dir = Path(hydra_cfg.runtime.output_dir)
+    run_dir = RunDir(Path(hydra_cfg.runtime.output_dir))
     overrides = list(hydra_cfg.overrides.task)
-    resuming = bool(cfg.get("resume")) and resume.is_run_dir(output_dir)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    resuming = bool(cfg.get("resume")) and run_dir.exists()
     is_global_zero = True
     try:
         schema.validate(cfg, overrides)  # a config mistake is reported before torch and Lightning are imported
-        from experiments.sweeps import ddp, parallel  # torch and Lightning: only now that a run starts
+        from experiments.launch import ddp, parallel  # torch and Lightning: only now that a run starts
 
         is_global_zero = ddp.is_global_zero()
         with parallel.place_job(cfg), ddp.job_scope(cfg):
             if cfg.get("resume"):
-                resumed = resume.prepare(cfg, output_dir, overrides)
+                resumed = resume.prepare(cfg, run_dir.path, overrides)
                 cfg, overrides = resumed.cfg, resumed.overrides
-            logs.ignore_spurious_warnings(output_dir / "checkpoints" if resuming else None)
+            console.ignore_spurious_warnings(run_dir.checkpoints if resuming else None)
             if is_global_zero:
-                log.info(f"Run: {resume.shown(output_dir)}  (resume if interrupted: {resume.command(output_dir)})")
-            metrics = train(cfg, output_dir, overrides)
+                shown = console.shown(run_dir.path)
+                log.info(f"Run: {shown}  (resume if interrupted: {console.resume_command(run_dir.path)})")
+            metrics = train(cfg, run_dir, overrides, in_sweep)
     except Exception as exc:
-        return outcome.report_failure(exc, output_dir, overrides, resuming, is_global_zero)
+        return report_failure(
+            exc,
+            run_dir,
+            overrides,
+            resuming=resuming,
+            multirun=in_sweep,
+            tensorboard=hparams.logs_to_tensorboard(cfg),
+            is_global_zero=is_global_zero,
+            side_by_side=runs_in_parallel(hydra_cfg),
+        )
     if is_global_zero:
-        print_summary(metrics, output_dir)
+        print_summary(metrics, run_dir.path)
     return metrics.get(cfg.get("optimized_metric", "val/acc_best"))
 
 

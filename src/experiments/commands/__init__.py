@@ -16,8 +16,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.errors import ConfigError
-from experiments.runs.outcome import is_bug, one_line, writable_problem
+from experiments.config.preflight import writable_problem
+from experiments.errors import ConfigError, is_bug, one_line
 
 # The same folder train.py composes from; each command reads its own <command>.yaml there.
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")

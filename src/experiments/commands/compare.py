@@ -14,8 +14,8 @@ import hydra
 from omegaconf import DictConfig
 
 from experiments.commands import CONFIG_DIR, one_line_errors, required
+from experiments.config.preflight import writable_problem
 from experiments.errors import ConfigError
-from experiments.runs.outcome import writable_problem
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="compare")

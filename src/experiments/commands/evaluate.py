@@ -20,7 +20,7 @@ from experiments.commands import CONFIG_DIR, one_line_errors, output_file, requi
 from experiments.errors import ConfigError
 
 if TYPE_CHECKING:
-    from experiments.runs.files import RunFiles
+    from experiments.commands.checkpoint import RunFiles
 
 
 @dataclass
@@ -45,38 +45,47 @@ class Evaluation:
 
 
 def evaluate(files: RunFiles, data_dir: Any = None, batch_size: int = 1000, device: str = "auto") -> Evaluation:
-    import torch
+    """Lightning's `Trainer.test` on the checkpoint's model: the test step, loss and metrics the run itself
+    tested with, so evaluate gives the run's own numbers by construction."""
+    import logging
 
-    from experiments.runs.checkpoints import model_from_checkpoint
-    from experiments.runs.files import resolve_device
+    import lightning as L
+
+    from experiments.checkpoints.load import model_from_checkpoint
+    from experiments.commands.checkpoint import resolve_device
 
     target = resolve_device(device)
-    model = model_from_checkpoint(files.checkpoint).to(target)
+    model = model_from_checkpoint(files.checkpoint)
     datamodule = files.datamodule(data_dir)
     datamodule.prepare_data()
     datamodule.check_model(model)
-    datamodule.setup("test")  # with the run's batch size: setup checks it against the training split
-    datamodule.batch_size = batch_size
+    datamodule.eval_batch_size = batch_size
+    # Lightning's info lines (devices found, ...) say nothing here: evaluate prints its own report.
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    lightning_log.setLevel(logging.WARNING)
+    try:
+        trainer = L.Trainer(
+            accelerator="gpu" if target.type == "cuda" else "cpu",
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        trainer.test(model, datamodule=datamodule, verbose=False)
+    finally:
+        lightning_log.setLevel(level)
+    confusion = model.test_confusion.compute().cpu()
+    correct, totals = confusion.diag(), confusion.sum(dim=1)
     classes = datamodule.classes
-    correct = torch.zeros(len(classes), dtype=torch.long)
-    totals = torch.zeros(len(classes), dtype=torch.long)
-    loss_sum, count = 0.0, 0
-    with torch.inference_mode():
-        for inputs, targets in datamodule.test_dataloader():
-            inputs, targets = inputs.to(target), targets.to(target)
-            logits = model(inputs)
-            loss_sum += float(model.criterion(logits, targets)) * len(targets)  # the run's own loss
-            hits = (logits.argmax(-1) == targets).long()
-            correct += torch.bincount(targets, weights=hits, minlength=len(classes)).long().cpu()
-            totals += torch.bincount(targets, minlength=len(classes)).cpu()
-            count += len(targets)
     per_class = [ClassResult(name, int(c), int(t)) for name, c, t in zip(classes, correct, totals, strict=True)]
     return Evaluation(
         checkpoint=str(files.checkpoint),
         dataset=str(files.data.get("dataset", "mnist")),
-        images=count,
-        accuracy=int(correct.sum()) / max(count, 1),
-        loss=loss_sum / max(count, 1),
+        images=int(totals.sum()),
+        accuracy=float(trainer.callback_metrics["test/acc"]),
+        loss=float(trainer.callback_metrics["test/loss"]),
         per_class=per_class,
     )
 
@@ -106,7 +115,7 @@ def main(cfg: DictConfig) -> None:
         raise ConfigError(f"batch_size={batch_size!r} must be a positive integer")
     output_file(cfg, "output", "metrics.json")  # checked before the work, not after it
 
-    from experiments.runs.files import RunFiles  # torch: only now that there is work to do
+    from experiments.commands.checkpoint import RunFiles  # torch: only now that there is work to do
 
     files = RunFiles(ckpt_path, which=str(cfg.which))
     result = evaluate(files, cfg.data_dir, batch_size, str(cfg.device))

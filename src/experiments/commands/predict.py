@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from experiments.runs.files import RunFiles
+    from experiments.commands.checkpoint import RunFiles
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 # The largest image predict decodes: a 48-megapixel photo fits, and decoding it takes a few hundred MB.
@@ -134,8 +134,8 @@ def predict(files: RunFiles, paths: list[Path], invert: Any, device: str) -> tor
     import numpy as np
     import torch
 
-    from experiments.runs.checkpoints import model_from_checkpoint
-    from experiments.runs.files import resolve_device
+    from experiments.checkpoints.load import model_from_checkpoint
+    from experiments.commands.checkpoint import resolve_device
 
     target = resolve_device(device)
     model = model_from_checkpoint(files.checkpoint).to(target)
@@ -182,7 +182,7 @@ def main(cfg: DictConfig) -> None:
         raise ConfigError(f"which={cfg.which!r} must be best or last")
     output_file(cfg, "csv", "predictions.csv")  # checked before the work, not after it
 
-    from experiments.runs.files import RunFiles  # torch: only now that there is work to do
+    from experiments.commands.checkpoint import RunFiles  # torch: only now that there is work to do
 
     files = RunFiles(ckpt_path, which=str(cfg.which))
     paths = image_files(OmegaConf.to_object(inputs) if isinstance(inputs, ListConfig) else inputs)

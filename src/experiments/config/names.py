@@ -9,7 +9,7 @@ override's last key part and its value joined by `-`, overrides joined by `_`, l
     sweep job 3 of data.batch_size=64,...        -> <sweep time>/003_batch_size-64_lr-0.03
 
 A `run_name` is kept as given (letters of any script), with other characters replaced by `-`; Hydra reads
-non-ASCII letters only in quotes, which the printed resume command then has (experiments.runs.resume).
+non-ASCII letters only in quotes, which the printed resume command then has (experiments.console).
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from __future__ import annotations
 import re
 
 from omegaconf import OmegaConf
-
-from experiments.runs import resume
 
 # Bytes of the name after the time stamp or job number: far below the 255-byte limit of file names, and
 # short, for TensorBoard's HParams table, which cuts long trial names.
@@ -82,5 +80,3 @@ def job_subdir(num: int, run_name: str, override_dirname: str) -> str:
 def register() -> None:
     OmegaConf.register_new_resolver("experiments.run_suffix", run_suffix, replace=True)
     OmegaConf.register_new_resolver("experiments.job_subdir", job_subdir, replace=True)
-    OmegaConf.register_new_resolver("experiments.run_dir", resume.hydra_run_dir, replace=True)
-    OmegaConf.register_new_resolver("experiments.hydra_subdir", resume.hydra_output_subdir, replace=True)

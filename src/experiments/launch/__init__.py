@@ -1,1 +1,1 @@
-"""Launching jobs: side by side on the machine (the default multirun launcher), each job placed on its share."""
+"""How a job runs: its DDP ranks, its place among parallel jobs, and the launcher that runs multiruns side by side."""

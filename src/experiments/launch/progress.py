@@ -31,6 +31,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from experiments import atomic
+from experiments.lifecycle import stops
 
 PROGRESS_FILE = ".progress.json"
 _LOCK_FILE = ".progress.lock"
@@ -87,9 +88,9 @@ def interrupted_line(sweep_dir: Path) -> str:
     )
 
 
-def runs_in_parallel(config: DictConfig) -> bool:
-    """Whether this job runs in a worker of the parallel launcher (beside other jobs)."""
-    return str(config.hydra.launcher.get("_target_", "")).endswith(".ParallelLauncher")
+def runs_in_parallel(hydra_cfg: DictConfig) -> bool:
+    """Whether a job (Hydra's config node `hydra`) runs in a worker of the parallel launcher."""
+    return str(hydra_cfg.launcher.get("_target_", "")).endswith(".ParallelLauncher")
 
 
 def _result(run_dir: Path, seconds: float) -> tuple[str, str]:
@@ -120,11 +121,13 @@ class SweepConsole(Callback):
         self._started = 0.0
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if not runs_in_parallel(config):
+        if not runs_in_parallel(config.hydra):
             return
+        stops.hold_between_jobs(str(config.hydra.sweep.dir))  # a Ctrl-C from here on: see lifecycle.stops
         run_dir = Path(str(config.hydra.runtime.output_dir))
         self._started = time.perf_counter()
-        print(f"start  {run_dir.name}", flush=True)
+        if stops.noted() is None:  # else the job does not start (experiments.launch.parallel)
+            print(f"start  {run_dir.name}", flush=True)
         root = logging.getLogger()
         for handler in list(root.handlers):  # Hydra's console handler; the job's file handler stays
             if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
@@ -143,6 +146,8 @@ class SweepConsole(Callback):
             self._log.close()
             self._log = None
         run_dir = Path(str(config.hydra.runtime.output_dir))
+        if not run_dir.exists():  # never started: the sweep was stopped first
+            return
         status, said = _result(run_dir, time.perf_counter() - self._started)
         count = job_ended(Path(str(config.hydra.sweep.dir)), run_dir.name, status)
         word = {"completed": "done"}.get(status, status)

@@ -66,7 +66,7 @@ class MNISTClassifier(L.LightningModule):
     """Trains the network named by `net` with a loss on its logits; softmax only where probabilities are wanted.
 
     `network` holds the network's own arguments (models/linear.py, mlp.py, cnn.py): the checkpoint keeps
-    them with `net`, so that runs.checkpoints.model_from_checkpoint can build the same network again.
+    them with `net`, so that experiments.checkpoints.load.model_from_checkpoint can build the same network again.
     """
 
     def __init__(

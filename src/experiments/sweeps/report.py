@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments import atomic
-from experiments.runs import resume
+from experiments import atomic, console
 from experiments.sweeps.plan import GRID, SEARCH, mark_finished, read_plan, write_plan
 from experiments.sweeps.results import (
     COMPLETED,
@@ -271,22 +270,23 @@ def write_markdown(
 
 def write_report(sweep_dir: Path) -> SweepReport:
     """Collect every job under `sweep_dir` and write the report files next to them."""
-    from experiments.sweeps import plots as sweep_plots  # matplotlib: only now
+    from experiments import plotting
+    from experiments.sweeps import figures  # matplotlib: only now
 
     jobs = collect_jobs(sweep_dir)
     plan = read_plan(sweep_dir)
     if not repeats_seeds(jobs):
         # A search (Optuna) draws its lrs from a continuous range: a grid of them is mostly empty cells.
-        kind = plan.kind if plan else (GRID if sweep_plots.is_grid(jobs) else SEARCH)
+        kind = plan.kind if plan else (GRID if figures.is_grid(jobs) else SEARCH)
         if kind == SEARCH:
-            name, figure = "scatter", sweep_plots.scatter_figure(jobs, plan.metric if plan else "val/acc_best")
+            name, figure = "scatter", figures.scatter_figure(jobs, plan.metric if plan else "val/acc_best")
         else:
-            name, figure = "heatmap", sweep_plots.heatmap_figure(jobs)
+            name, figure = "heatmap", figures.heatmap_figure(jobs)
         files = {
             "csv": write_csv(jobs, sweep_dir / "summary.csv"),
             "markdown": write_markdown(jobs, sweep_dir, sweep_dir / "summary.md", picture=f"{name}.png"),
-            name: sweep_plots.save(figure, sweep_dir / f"{name}.png"),
-            "curves": sweep_plots.save(sweep_plots.curves_figure(jobs), sweep_dir / "curves.png"),
+            name: plotting.save(figure, sweep_dir / f"{name}.png"),
+            "curves": plotting.save(figures.curves_figure(jobs), sweep_dir / "curves.png"),
         }
         return SweepReport(sweep_dir, jobs, files)
 
@@ -294,15 +294,15 @@ def write_report(sweep_dir: Path) -> SweepReport:
     files = {
         "csv": write_config_csv(configs, sweep_dir / "summary.csv"),
         "jobs": write_csv(jobs, sweep_dir / "jobs.csv"),
-        "bars": write_bars(sweep_plots.bars_figure(configs), sweep_dir / "bars.png", sweep_dir / "report"),
+        "bars": write_bars(figures.bars_figure(configs), sweep_dir / "bars.png", sweep_dir / "report"),
         "tensorboard": sweep_dir / "report",
-        "curves": sweep_plots.save(sweep_plots.curves_figure(jobs), sweep_dir / "curves.png"),
+        "curves": plotting.save(figures.curves_figure(jobs), sweep_dir / "curves.png"),
     }
     # Means over a batch size x lr grid read as a heatmap; other concepts (optimizers, models) have no axes.
     (sweep_dir / "heatmap.png").unlink(missing_ok=True)  # left by an earlier report of this sweep
     if len(configs) > 1 and all(o.lstrip("+~").partition("=")[0] in GRID_KEYS for c in configs for o in c.varied):
-        means = sweep_plots.heatmap_figure([mean_job(c) for c in configs], "Best validation accuracy, mean over seeds")
-        files["heatmap"] = sweep_plots.save(means, sweep_dir / "heatmap.png")
+        means = figures.heatmap_figure([mean_job(c) for c in configs], "Best validation accuracy, mean over seeds")
+        files["heatmap"] = plotting.save(means, sweep_dir / "heatmap.png")
     files["markdown"] = write_markdown(jobs, sweep_dir, sweep_dir / "summary.md", configs)
     return SweepReport(sweep_dir, jobs, files, configs)
 
@@ -322,7 +322,7 @@ def write_bars(fig: Figure, path: Path, log_dir: Path) -> Path:
     from PIL import Image
     from torch.utils.tensorboard import SummaryWriter
 
-    from experiments.runs.figures import render
+    from experiments.plotting import render
 
     image = render(fig, dpi=110)
     png = io.BytesIO()
@@ -365,7 +365,7 @@ def describe(report: SweepReport) -> str:
     others = "summary.csv, jobs.csv, bars.png, curves.png" if configs else f"summary.csv, {picture}, curves.png"
     lines += [
         f"Report: {report.files['markdown']}  ({others} alongside)",
-        f"TensorBoard: {resume.tool('tensorboard')} --logdir {shlex.quote(resume.shown(report.sweep_dir))}",
+        f"TensorBoard: {console.tool('tensorboard')} --logdir {shlex.quote(console.shown(report.sweep_dir))}",
     ]
     return "\n".join(lines)
 

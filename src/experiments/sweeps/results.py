@@ -1,6 +1,6 @@
 """Read the jobs of a sweep directory back into rows: one `JobResult` per job directory.
 
-Each job writes `run.json` (see `experiments.runs.callbacks.RunRecord`). A job killed hard has none, or one
+Each job writes `run.json` (experiments.rundir.RunDir). A job killed hard has none, or one
 still saying "running"; it is listed anyway, as incomplete, with its batch size and learning rate taken
 from Hydra's own `.hydra/overrides.yaml` / `.hydra/config.yaml`, so a partial sweep still reports. Jobs of
 the sweep's plan (experiments.sweeps.plan) that have no directory are listed as not started.
@@ -10,7 +10,6 @@ leading digits. Only json + yaml here: reading results must stay cheap.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +17,11 @@ from typing import Any
 
 import yaml
 
-from experiments.runs.records import finite_or_none
+from experiments.rundir import COMPLETED, FAILED, RECORD, RunDir, finite_or_none
 from experiments.sweeps.plan import read_plan
 
-COMPLETED, FAILED, INCOMPLETE, NOT_STARTED = "completed", "failed", "incomplete", "not started"
+# What the report says of a job beyond its run.json status (completed, failed): it never finished, or never began.
+INCOMPLETE, NOT_STARTED = "incomplete", "not started"
 _STATUS_ORDER = {COMPLETED: 0, INCOMPLETE: 1, FAILED: 2, NOT_STARTED: 3}
 
 
@@ -59,14 +59,6 @@ def _load_yaml(path: Path) -> Any:
         return None
 
 
-def _load_record(path: Path) -> dict[str, Any]:
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):  # missing, or cut short by a hard kill despite the atomic write
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
 def _override_value(overrides: list[str], key: str) -> str | None:
     for override in overrides:
         name, sep, value = override.lstrip("+~").partition("=")
@@ -90,7 +82,7 @@ def _mean(values: list[float]) -> float | None:
 
 
 def read_job(job_dir: Path) -> JobResult:
-    record = _load_record(job_dir / "run.json")
+    record = RunDir(job_dir).record()  # {} when missing or unreadable
     overrides = record.get("overrides") or _load_yaml(job_dir / ".hydra" / "overrides.yaml") or []
     overrides = [str(o) for o in overrides]
     batch_size, lr = _hyperparameters(job_dir, overrides)
@@ -139,7 +131,7 @@ def not_started(num: int, overrides: list[str] | None) -> JobResult:
 
 
 def is_job_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / ".hydra").is_dir() or (path / "run.json").is_file())
+    return path.is_dir() and ((path / ".hydra").is_dir() or (path / RECORD).is_file())
 
 
 def collect_jobs(sweep_dir: Path) -> list[JobResult]:

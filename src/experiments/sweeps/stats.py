@@ -7,7 +7,6 @@ this module, at start-up.
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass, field
 
@@ -105,15 +104,12 @@ def repeats_seeds(jobs: list[JobResult]) -> bool:
 
 def welch_p_value(a: list[float], b: list[float]) -> float:
     """Two-sided p-value of Welch's t-test (unequal variances); both samples need n >= 2."""
-    from scipy.special import stdtr  # Student's t CDF
+    from scipy import stats
 
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    diff = statistics.fmean(a) - statistics.fmean(b)
-    if va + vb == 0:  # seeds that all land on one accuracy (e.g. chance level): the means decide
-        return 1.0 if diff == 0 else 0.0
-    t = diff / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))  # Welch-Satterthwaite
-    return float(2 * stdtr(df, -abs(t)))
+    if statistics.variance(a) + statistics.variance(b) == 0:
+        # Seeds that all land on one accuracy (e.g. chance level): scipy's t is undefined (nan); the means decide.
+        return 1.0 if statistics.fmean(a) == statistics.fmean(b) else 0.0
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def group_by_config(jobs: list[JobResult]) -> list[ConfigResult]:

@@ -1,24 +1,20 @@
-"""Matplotlib figures for runs: sample test predictions and a confusion matrix.
-
-matplotlib is imported inside the functions: it is slow to import and only the end of a run needs it.
-"""
+"""The figures of a run, after its test: sample test predictions and a confusion matrix, as PNGs in the
+run directory and as images in TensorBoard."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
+from experiments.atomic import atomic_write
+from experiments.plotting import new_figure, render
+
 if TYPE_CHECKING:
+    import lightning as L
     from matplotlib.figure import Figure
-
-
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure registry
-
-    return Figure(figsize=(width, height), layout="constrained")
 
 
 def predictions_figure(images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, classes: list[str]) -> Figure:
@@ -37,7 +33,7 @@ def predictions_figure(images: torch.Tensor, labels: torch.Tensor, probs: torch.
     for i, image in enumerate(images.reshape(count, 28, 28).float()):
         row, col = divmod(i, cols)
         canvas[row * cell_h + caption_px : (row + 1) * cell_h, col * cell_w : col * cell_w + 28] = image
-    fig = _figure(1.2 * cols, 1.5 * rows)
+    fig = new_figure(1.2 * cols, 1.5 * rows)
     ax = fig.add_subplot()
     cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")
     ax.imshow(canvas.numpy(), cmap=cmap, interpolation="nearest")
@@ -52,22 +48,12 @@ def predictions_figure(images: torch.Tensor, labels: torch.Tensor, probs: torch.
     return fig
 
 
-def render(fig: Figure, dpi: int = 90) -> np.ndarray:
-    """Draw once into an RGB array, reused for the PNG file and for TensorBoard."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fig.set_dpi(dpi)
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
 def confusion_matrix_figure(confusion: torch.Tensor, classes: list[str]) -> Figure:
     """Counts with row-normalised colour (so rare classes are as readable as common ones)."""
     counts = confusion.long().numpy()
     rates = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
     n = len(classes)
-    fig = _figure(0.6 * n + 2.5, 0.6 * n + 2)
+    fig = new_figure(0.6 * n + 2.5, 0.6 * n + 2)
     ax = fig.add_subplot()
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for true in range(n):
@@ -83,3 +69,35 @@ def confusion_matrix_figure(confusion: torch.Tensor, classes: list[str]) -> Figu
     ax.set_title(f"Test confusion matrix (accuracy {accuracy:.2%})")
     fig.colorbar(image, ax=ax, label="fraction of true class")
     return fig
+
+
+def write_test_figures(trainer: L.Trainer, model: L.LightningModule, datamodule: Any, num_samples: int) -> None:
+    """After testing: the confusion matrix and a grid of sample predictions, in TensorBoard and as PNGs.
+
+    A function called once after `trainer.test`, not a callback: Lightning calls every callback's hooks on
+    every training step, and these figures need nothing from those steps.
+    """
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from PIL import Image
+
+    confusion = model.test_confusion.compute().cpu()  # every rank: compute() syncs under DDP
+    if not trainer.is_global_zero or trainer.fast_dev_run or num_samples <= 0:
+        return
+    classes = getattr(datamodule, "classes", None) or [str(i) for i in range(len(confusion))]
+    x, y = next(iter(datamodule.test_dataloader()))
+    x, y = x[:num_samples], y[:num_samples]
+    model.eval()
+    with torch.inference_mode():
+        probabilities = model(x.to(model.device)).float().softmax(-1).cpu()
+    figures = {
+        "test/confusion_matrix": confusion_matrix_figure(confusion, classes),
+        "test/predictions": predictions_figure(x.cpu(), y.cpu(), probabilities, classes),
+    }
+    out_dir = Path(trainer.default_root_dir)
+    for tag, figure in figures.items():
+        image = render(figure)
+        with atomic_write(out_dir / f"{tag.split('/')[-1]}.png") as png:
+            Image.fromarray(image).save(png, format="PNG")
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image(tag, image, global_step=trainer.global_step, dataformats="HWC")

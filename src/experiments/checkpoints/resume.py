@@ -5,17 +5,11 @@ point `hydra.run.dir` at <run dir> and put Hydra's copy of this invocation into
 `.hydra/resume-<time>/`, leaving the original `.hydra/overrides.yaml` in place. `prepare` then swaps the
 freshly composed config for the run's own `config.yaml` and starts from `checkpoints/last.ckpt`, so the
 run continues with the same config, the same run.json and the same TensorBoard event directory.
-`command` is the line a user pastes to do so.
+The line a user pastes to do so is experiments.console.resume_command.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shlex
-import shutil
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,10 +17,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.console import argument, shown, this_program, tool
 from experiments.errors import ConfigError
-
-RUN_CONFIG = "config.yaml"
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+from experiments.rundir import CHECKPOINTS, COMPLETED, CONFIG, LAST_FILE, RunDir
 
 # The overrides a resumed run accepts: where things are and what runs them, never what is learned (a
 # changed schedule or model would not match the checkpoint). Each maps to the config keys it sets.
@@ -41,36 +34,11 @@ ENVIRONMENT_OVERRIDES: dict[str, tuple[str, ...]] = {
     "callbacks.progress_bar.refresh_rate": ("callbacks.progress_bar.refresh_rate",),
 }
 _ALWAYS_ALLOWED = ("resume", "ckpt_path")
-LAST = "last"  # resume=last: the newest interrupted run under paths.log_dir
-_RESUMABLE = ("interrupted", "running")  # run.json statuses; "running" after the end: killed hard
+LAST = "last"  # resume=last: the newest resumable run under paths.log_dir
 
 
-def is_run_dir(path: Any) -> bool:
-    return bool(path) and (Path(str(path)) / RUN_CONFIG).is_file()
-
-
-def _status(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / "run.json").read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def find_last(log_dir: Any) -> Path | None:
-    """The most recently modified interrupted run under log_dir (runs/ and sweeps/*/ jobs): a run directory
-    with checkpoints/last.ckpt whose run.json says interrupted or running (killed hard)."""
-    root = Path(str(log_dir))
-    runs = [
-        path
-        for path in (*root.glob("runs/*"), *root.glob("sweeps/*/*"))
-        if is_run_dir(path) and (path / LAST_CHECKPOINT).is_file() and _status(path) in _RESUMABLE
-    ]
-    return max(runs, key=_modified, default=None)
-
-
-def _modified(run_dir: Path) -> float:
-    # run.json is rewritten after every epoch and when the run is interrupted; last.ckpt at every save.
-    return max((run_dir / "run.json").stat().st_mtime, (run_dir / LAST_CHECKPOINT).stat().st_mtime)
+def _is_run_dir(path: Any) -> bool:
+    return bool(path) and RunDir(Path(str(path))).exists()
 
 
 def hydra_run_dir(resume: Any, log_dir: Any, new_run_dir: str) -> str:
@@ -81,59 +49,21 @@ def hydra_run_dir(resume: Any, log_dir: Any, new_run_dir: str) -> str:
     never touching what `resume` points at.
     """
     if str(resume) == LAST:
-        return str(find_last(log_dir) or new_run_dir)
-    return str(resume) if is_run_dir(resume) else new_run_dir
+        newest = RunDir.newest_resumable(log_dir)
+        return str(newest.path) if newest else new_run_dir
+    return str(resume) if _is_run_dir(resume) else new_run_dir
+
+
+def register() -> None:
+    """The resolvers conf/hydra/default.yaml uses to pick the run directory of a resume."""
+    OmegaConf.register_new_resolver("experiments.run_dir", hydra_run_dir, replace=True)
+    OmegaConf.register_new_resolver("experiments.hydra_subdir", hydra_output_subdir, replace=True)
 
 
 def hydra_output_subdir(resume: Any, output_dir: str) -> str:
     """Resolver for hydra.output_subdir: a resumed run keeps its original .hydra/ files."""
-    resuming = resume is not None and is_run_dir(output_dir)
+    resuming = resume is not None and _is_run_dir(output_dir)
     return f".hydra/resume-{datetime.now():%Y-%m-%d_%H-%M-%S}" if resuming else ".hydra"
-
-
-def shown(path: Path | str) -> str:
-    """A path as it is best typed in the working directory: relative inside it, else absolute."""
-    absolute = os.path.abspath(path)
-    relative = os.path.relpath(absolute)
-    return absolute if relative == ".." or relative.startswith(".." + os.sep) else relative
-
-
-def executable(path: Path | str) -> str:
-    """A program's path as the shell runs it from the working directory (never looked up on PATH)."""
-    typed = shown(path)
-    return shlex.quote(typed if os.sep in typed else f".{os.sep}{typed}")
-
-
-def tool(name: str) -> str:
-    """How to start the command-line tool `name` from this shell: by name where PATH finds it, else the
-    one installed next to this Python (a virtual environment's bin/, not activated)."""
-    return name if shutil.which(name) else executable(Path(sys.executable).parent / name)
-
-
-def this_program() -> list[str]:
-    """The start of the command line that started this process, as it can be typed again here:
-    `<python> train.py`, or the console script (`experiments-train`)."""
-    script = sys.argv[0]
-    if script.endswith(".py"):
-        return [executable(sys.executable), shlex.quote(script)]
-    found = shutil.which(Path(script).name)
-    if found and os.path.abspath(found) == os.path.abspath(script):
-        return [Path(script).name]
-    return [executable(script)]
-
-
-def _argument(key: str, value: str) -> str:
-    """`key=value` for Hydra and the shell: bare when the value needs no quotes (run directory names are
-    made so, see experiments.config.names), else a Hydra-quoted string (older names hold `=` and `,`)."""
-    if re.fullmatch(r"[A-Za-z0-9_./+-]+", value) and "/" in value:  # a path: never read as a number
-        return f"{key}={value}"
-    hydra_quoted = re.sub(r'(\\*)(?="|$)', r"\1\1", value).replace('"', '\\"')
-    return shlex.quote(f'{key}="{hydra_quoted}"')
-
-
-def command(run_dir: Path) -> str:
-    """The command that continues the run in `run_dir`, to paste into the shell this run was started from."""
-    return " ".join([*this_program(), _argument("resume", shown(run_dir))])
 
 
 @dataclass
@@ -157,12 +87,11 @@ def _replace_prefix(node: Any, old: str, new: str) -> Any:
     return node
 
 
-def _original_overrides(run_dir: Path) -> list[str]:
-    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+def _original_overrides(run: RunDir) -> list[str]:
+    overrides_file = run.path / ".hydra" / "overrides.yaml"
     if overrides_file.is_file():
         return [str(o) for o in OmegaConf.load(overrides_file)]
-    record = run_dir / "run.json"
-    return list(json.loads(record.read_text()).get("overrides", [])) if record.is_file() else []
+    return [str(o) for o in run.record().get("overrides", [])]
 
 
 def _reject_changes(cfg: DictConfig, saved: DictConfig, task_overrides: list[str], run_dir: Path) -> None:
@@ -178,7 +107,7 @@ def _reject_changes(cfg: DictConfig, saved: DictConfig, task_overrides: list[str
         kept = OmegaConf.to_container(kept, resolve=True) if OmegaConf.is_config(kept) else kept
         if given != kept:
             raise ConfigError(
-                f"{override}: a resumed run keeps its saved config ({run_dir / RUN_CONFIG} has {key}={kept}); "
+                f"{override}: a resumed run keeps its saved config ({run_dir / CONFIG} has {key}={kept}); "
                 "only paths.* and trainer.accelerator/devices may change. Start a new run to change anything else"
             )
 
@@ -186,38 +115,37 @@ def _reject_changes(cfg: DictConfig, saved: DictConfig, task_overrides: list[str
 def prepare(cfg: DictConfig, output_dir: Path, task_overrides: list[str]) -> Resumed:
     """The config to continue `cfg.resume` with, or ConfigError saying why it cannot be resumed."""
     spec = str(cfg.resume)
+    last_file = Path(CHECKPOINTS) / LAST_FILE
     if spec == LAST:  # hydra_run_dir already picked the run, or a new directory when there is none
-        if not is_run_dir(output_dir):
+        if not _is_run_dir(output_dir):
             raise ConfigError(
                 f"resume=last: no interrupted run under {cfg.paths.log_dir}/ (runs/ or sweeps/*/ with "
-                f"{LAST_CHECKPOINT} and run.json status interrupted or running); start one with: "
-                + " ".join(this_program())
+                f"{last_file} and run.json status interrupted or running); start one with: " + " ".join(this_program())
             )
         spec = shown(output_dir)
     run_dir = Path(spec)
-    if not is_run_dir(run_dir) or output_dir.resolve() != run_dir.resolve():
+    run = RunDir(run_dir)
+    if not run.exists() or output_dir.resolve() != run_dir.resolve():
         raise ConfigError(
-            f"resume={spec}: not a run directory (no {RUN_CONFIG} in it); pass the 'Run directory:' a run printed"
+            f"resume={spec}: not a run directory (no {CONFIG} in it); pass the 'Run directory:' a run printed"
         )
-    saved = OmegaConf.load(run_dir / RUN_CONFIG)
+    saved = OmegaConf.load(run.config)
     assert isinstance(saved, DictConfig)
     container = OmegaConf.to_container(saved, resolve=True)
     # Paths inside the saved config name the directory the run was started in; it may have moved since.
     old_dir = str(saved.paths.output_dir)
     resumed = OmegaConf.create(_replace_prefix(container, old_dir, str(output_dir)))
     _reject_changes(cfg, resumed, task_overrides, run_dir)
-    record_file = run_dir / "run.json"
-    status = json.loads(record_file.read_text()).get("status") if record_file.is_file() else None
-    if status == "completed":
+    if run.status() == COMPLETED:
         raise ConfigError(
             f"resume={spec}: the run already completed; evaluate it with: "
-            f"{tool('experiments-evaluate')} {_argument('ckpt_path', shown(run_dir))}"
+            f"{tool('experiments-evaluate')} {argument('ckpt_path', shown(run_dir))}"
         )
     if cfg.get("ckpt_path") not in (None, "last"):
         raise ConfigError(
-            f"ckpt_path={cfg.ckpt_path}: a resumed run continues from its own {LAST_CHECKPOINT}; drop ckpt_path"
+            f"ckpt_path={cfg.ckpt_path}: a resumed run continues from its own {last_file}; drop ckpt_path"
         )
-    last = run_dir / LAST_CHECKPOINT
+    last = run.last_checkpoint
     if not last.is_file():
         raise ConfigError(
             f"resume={spec}: nothing to resume, {last} does not exist (the run stopped before its first "
@@ -227,5 +155,5 @@ def prepare(cfg: DictConfig, output_dir: Path, task_overrides: list[str]) -> Res
         for key in ENVIRONMENT_OVERRIDES.get(override_key(override), ()):
             OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), force_add=True)
     resumed.resume = str(run_dir)
-    resumed.ckpt_path = str(output_dir / LAST_CHECKPOINT)
-    return Resumed(resumed, _original_overrides(run_dir))
+    resumed.ckpt_path = str(RunDir(output_dir).last_checkpoint)
+    return Resumed(resumed, _original_overrides(run))

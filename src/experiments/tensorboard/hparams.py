@@ -2,17 +2,19 @@
 
 HParams reads three kinds of summaries (tensorboard.plugins.hparams.summary, module docstring):
 - an *experiment*: the hyperparameter columns and the metrics. A sweep writes one in its root directory
-  (experiments.sweeps.hparams), listing the keys it varies; a single run writes its own, listing `CURATED`.
+  (`SweepHParamsCallback`), listing the keys it varies; a single run writes its own, listing `CURATED`.
   TensorBoard uses the first experiment it finds, so jobs of a sweep write none.
 - a *session start* per run: its hyperparameter values, written when the run starts, so a running, killed
   or failed run is a row too;
-- a *session end* per run: its status, success or failure. An interrupted run writes none (TensorBoard
+- a *session end* per run: its status, success or failure, written by experiments.rundir.RunDir with the
+  status in run.json (a sweep job that failed before it had a logger gets its start there too). An
+  interrupted run writes none (TensorBoard
   has no "aborted" status: it shows "Unknown", as for a running one), so that its resume can still end it:
   TensorBoard keeps the first session end of a run directory.
 
 The metrics are the scalar tags the run logs anyway (HParams shows each one's last value), so no extra
-`hp/*` charts. Heavy imports (tensorboard, torch) happen inside the functions: runs.outcome imports this
-module before torch is loaded.
+`hp/*` charts. Heavy imports (tensorboard, torch) happen inside the functions: Hydra imports this module
+at start-up (the sweep callback), before torch is loaded.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 if TYPE_CHECKING:
@@ -52,7 +56,6 @@ LAYOUT = {
         "learning rate": ["Multiline", ["^train/lr$", "^lr-"]],
     }
 }
-EVENT_FILES = "events.out.tfevents.*"
 
 
 def plain(value: Any) -> bool | int | float | str:
@@ -176,9 +179,45 @@ def start_session(loggers: Iterable[Any], cfg: DictConfig, overrides: list[str],
         writer.flush()  # on disk now: a run killed later is still a row
 
 
-def end_session(run_dir: Path, status: str) -> None:
-    """The session end of a run that logs to TensorBoard (its directory has event files): "completed" or
-    "failed"; nothing for any other status. Lightning has closed the run's own writer by then (its
-    logger's finalize), hence a file of its own."""
-    if status in ("completed", "failed") and any(run_dir.glob(EVENT_FILES)):
-        write(run_dir, [session_end_summary(status)])
+# -- a sweep's experiment: the columns are the keys it varies --
+
+
+def varied_keys(config: DictConfig) -> dict[str, Domain | None]:
+    """The keys a multirun varies, each with the domain of its values, in the order Hydra's basic sweeper
+    takes them: hydra.sweeper.params, then the command line's (which replace a param of the same key)."""
+    from tensorboard.plugins.hparams import summary_v2 as hp
+
+    params = config.hydra.sweeper.get("params") or {}
+    specs = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    domains: dict[str, Domain | None] = {}
+    for override in OverridesParser.create().parse_overrides(specs):
+        key = override.key_or_group
+        if not override.is_sweep_override() or key.startswith("hydra."):
+            continue
+        sweep = override.value()
+        if isinstance(sweep, IntervalSweep):  # Optuna's interval(a, b), also with tag(log, ...)
+            domains[key] = hp.RealInterval(float(sweep.start), float(sweep.end))
+        elif isinstance(sweep, (ChoiceSweep, RangeSweep)):
+            domains[key] = discrete(override.sweep_iterator())
+        else:
+            domains[key] = None
+    return domains
+
+
+def logs_to_tensorboard(config: DictConfig) -> bool:
+    """Whether a run or sweep config has a TensorBoardLogger among its loggers."""
+    loggers = config.get("logger") or {}
+    return any(str(node.get("_target_", "")).endswith("TensorBoardLogger") for node in loggers.values() if node)
+
+
+class SweepHParamsCallback(Callback):
+    """hydra.callbacks.sweep_hparams in conf/hydra/default.yaml: when a multirun starts, the experiment
+    summary in the sweep directory's root, so `tensorboard --logdir <sweep dir>` shows the varied keys
+    as columns (a sweep stopped half way too). Each job writes its own session start and end."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not logs_to_tensorboard(config):
+            return
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        write(sweep_dir, [experiment_summary(varied_keys(config))])

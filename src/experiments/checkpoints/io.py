@@ -1,4 +1,4 @@
-"""Checkpoints written atomically, through Lightning's CheckpointIO plugin API.
+"""Checkpoints written atomically, through Lightning's CheckpointIO plugin API, and the leftovers of a killed write.
 
 Lightning's own TorchCheckpointIO saves through fsspec's transaction, which writes the file in `$TMPDIR`
 and then copies it over the target: across filesystems that copy is not atomic, so a kill during it
@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from experiments import atomic
 from experiments.config.build import build
+from experiments.rundir import RunDir
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -60,9 +61,9 @@ def trainer_plugins(trainer_cfg: DictConfig) -> list[Any]:
     return plugins
 
 
-def remove_leftovers(run_dir: Path, trainer: Any) -> list[Path]:
+def remove_leftovers(run_dir: RunDir, trainer: Any) -> list[Path]:
     """Before a resumed run writes anything: delete the temporary files a killed write left behind
     (checkpoints, run.json, event-file rewrites). Returns what was removed."""
     dirpaths = [getattr(callback, "dirpath", None) for callback in trainer.checkpoint_callbacks]
-    folders = {run_dir, run_dir / "checkpoints", *(Path(str(d)) for d in dirpaths if d)}
+    folders = {run_dir.path, run_dir.checkpoints, *(Path(str(d)) for d in dirpaths if d)}
     return [path for folder in sorted(folders) for path in atomic.remove_stale(folder)]

@@ -38,8 +38,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from experiments import atomic
+from experiments.rundir import RunDir
 
-MARKS = Path("checkpoints") / "epoch_starts.jsonl"
 # What Lightning writes to the loggers after an end-of-epoch checkpoint: the epoch-level metrics the
 # LightningModule logs in its on_train_epoch_end (MNISTClassifier: train/acc). Validation metrics are
 # written before the checkpoint, step metrics belong to the steps that a resumed run takes again.
@@ -47,15 +47,15 @@ AFTER_CHECKPOINT = ("train/acc",)
 
 
 class EpochStarts(Callback):
-    """Appends `{"epoch", "step", "time", "mark"}` to checkpoints/epoch_starts.jsonl as each training epoch
+    """Appends `{"epoch", "step", "time", "mark"}` to the run's epoch marks (RunDir.epoch_marks) as each training epoch
     starts and as training ends; flushes the loggers at each checkpoint, so that the events of the work a
     checkpoint holds are on disk when the checkpoint is.
 
     Must come first among the callbacks, before any callback that logs at epoch start.
     """
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / MARKS
+    def __init__(self, run_dir: RunDir) -> None:
+        self.path = run_dir.epoch_marks
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._mark(trainer, "epoch_start")
@@ -70,7 +70,7 @@ class EpochStarts(Callback):
         for logger in trainer.loggers:
             logger.save()
             if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
-                for events_file in Path(logger.log_dir).glob("events.out.tfevents.*"):
+                for events_file in RunDir(Path(logger.log_dir)).event_files():
                     _fsync(events_file)
 
     def _mark(self, trainer: L.Trainer, mark: str) -> None:
@@ -90,8 +90,8 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _mark_times(run_dir: Path) -> list[float]:
-    marks_file = run_dir / MARKS
+def _mark_times(run_dir: RunDir) -> list[float]:
+    marks_file = run_dir.epoch_marks
     times = []
     for line in marks_file.read_text().splitlines() if marks_file.is_file() else []:
         try:
@@ -103,7 +103,7 @@ def _mark_times(run_dir: Path) -> list[float]:
 
 def _epoch_row(checkpoint: Path) -> dict[str, Any] | None:
     """The run record's row of the epoch an end-of-epoch checkpoint ends, else None (a mid-epoch checkpoint)."""
-    from experiments.runs.callbacks import RunRecord
+    from experiments.lifecycle.record import RunRecord
 
     # mmap: only the few small values read here are loaded, not the weights.
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
@@ -123,7 +123,7 @@ def _scalar_event(tag: str, value: float, step: int, wall_time: float) -> bytes:
     return Event(wall_time=wall_time, step=step, summary=scalar(tag, value)).SerializeToString()
 
 
-def drop_after_checkpoint(run_dir: Path, checkpoint: Any) -> int:
+def drop_after_checkpoint(run_dir: RunDir, checkpoint: Any) -> int:
     """Before a resumed run logs anything: remove the events of the work it will redo, and write back the
     epoch-end metrics that a kill right after the checkpoint kept from the files. Returns the count dropped."""
     from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
@@ -137,7 +137,7 @@ def drop_after_checkpoint(run_dir: Path, checkpoint: Any) -> int:
     # any mark followed it, or stopped on a signal (checkpoint written mid-epoch, process gone right
     # after): nothing of the work the checkpoint holds was logged after the checkpoint itself.
     cutoff = min(later) if later else saved_at
-    files = sorted(run_dir.glob("events.out.tfevents.*"))
+    files = run_dir.event_files()
     records = {f: list(RawEventFileLoader(str(f)).Load()) for f in files}
     kept = {f: [r for r in rs if Event.FromString(r).wall_time <= cutoff] for f, rs in records.items()}
     restored: list[bytes] = []

@@ -7,12 +7,10 @@ matplotlib is imported inside the functions (no pyplot, no GUI backend): only th
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from experiments import atomic
 from experiments.config.names import short_overrides
+from experiments.plotting import new_figure
 from experiments.sweeps.results import COMPLETED, FAILED, INCOMPLETE, NOT_STARTED, JobResult, varying_overrides
 from experiments.sweeps.stats import BEST, WITHIN_NOISE, ConfigResult
 
@@ -28,12 +26,6 @@ _ZOOM_SPAN = 5.0  # accuracy points shown in the curves' zoomed panel
 # Bars more than this many accuracy points below the best mean (chance level) are cut off at the left
 # edge: drawn in full, they would squash the differences between the good configurations.
 _BAR_SPAN = 10.0
-
-
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
 
 
 def _best_per_cell(jobs: list[JobResult]) -> dict[tuple[int, float], JobResult]:
@@ -81,7 +73,7 @@ def heatmap_figure(jobs: list[JobResult], title: str = "Best validation accuracy
     cells = _best_per_cell(jobs)
     sizes = {b for b, _ in cells}
     lrs = {lr for _, lr in cells}
-    fig = _figure(max(4.5, 1.1 * len(lrs) + 2.5), max(3.0, 0.7 * len(sizes) + 1.5))
+    fig = new_figure(max(4.5, 1.1 * len(lrs) + 2.5), max(3.0, 0.7 * len(sizes) + 1.5))
     ax = fig.add_subplot()
     if not cells:
         ax.text(0.5, 0.5, "no job with a batch size and a learning rate", ha="center", va="center")
@@ -107,7 +99,7 @@ def scatter_figure(jobs: list[JobResult], metric: str = "val/acc_best") -> Figur
     not stretch the metric's axis. Trials not started have no lr yet: the title counts them."""
     import matplotlib
 
-    fig = _figure(7.5, 4.5)
+    fig = new_figure(7.5, 4.5)
     ax = fig.add_subplot()
     percent = "acc" in metric  # accuracies are stored as fractions and shown in %, like everywhere else
     scale = 100.0 if percent else 1.0
@@ -167,7 +159,7 @@ def curves_figure(jobs: list[JobResult]) -> Figure:
     import matplotlib
     from matplotlib.ticker import MaxNLocator
 
-    fig = _figure(12.0, 5.0)
+    fig = new_figure(12.0, 5.0)
     full, zoom = fig.subplots(1, 2, sharex=True)
     colors = matplotlib.colormaps["tab20"].colors
     _, varied = varying_overrides(jobs)
@@ -199,7 +191,7 @@ def curves_figure(jobs: list[JobResult]) -> Figure:
 def bars_figure(configs: list[ConfigResult]) -> Figure:
     """Mean test accuracy ± sample std per configuration, best on top: the best in orange, those within
     noise of it in blue, the others in grey. Each label carries the numbers, as clipped bars lose them."""
-    fig = _figure(8.0, max(2.5, 0.5 * len(configs) + 1.5))
+    fig = new_figure(8.0, max(2.5, 0.5 * len(configs) + 1.5))
     ax = fig.add_subplot()
     shown = [c for c in configs if c.test.mean is not None]
     if not shown:
@@ -227,10 +219,3 @@ def bars_figure(configs: list[ConfigResult]) -> Figure:
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("Test accuracy per configuration (orange: best; blue: within noise of best; grey: worse)", fontsize=9)
     return fig
-
-
-def save(fig: Figure, path: Path, dpi: int = 110) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    atomic.write_bytes(path, buffer.getvalue())
-    return path

@@ -20,9 +20,8 @@ from torch import nn
 
 from experiments.config.schema import MAX_WIDTH
 from experiments.errors import CheckpointError
+from experiments.rundir import CHECKPOINTS, LAST_FILE
 
-CHECKPOINT_DIR = "checkpoints"
-LAST = "last.ckpt"
 # The training settings among a checkpoint's hyper_parameters; the others name the network and its arguments.
 TRAINING_KEYS = ("optimizer", "scheduler", "loss", "l1", "compile")
 # The most a checkpoint may ask evaluate or predict to build: layer widths within the config's own limit
@@ -202,12 +201,6 @@ def check_network(network: dict[str, Any], path: str | Path) -> None:
         )
 
 
-def run_dir_of(checkpoint: Path) -> Path | None:
-    """The run directory a checkpoint belongs to (<run>/checkpoints/x.ckpt), when it looks like one."""
-    run_dir = checkpoint.parent.parent
-    return run_dir if checkpoint.parent.name == CHECKPOINT_DIR and (run_dir / "config.yaml").is_file() else None
-
-
 def find_checkpoint(spec: str | Path, which: str = "best") -> Path:
     """A checkpoint file from a file path, a run directory or its checkpoints/ folder.
 
@@ -219,16 +212,16 @@ def find_checkpoint(spec: str | Path, which: str = "best") -> Path:
         return path
     if not path.exists():
         raise CheckpointError(f"ckpt_path={spec}: no such file or directory")
-    folder = path / CHECKPOINT_DIR if (path / CHECKPOINT_DIR).is_dir() else path
+    folder = path / CHECKPOINTS if (path / CHECKPOINTS).is_dir() else path
     files = sorted(folder.glob("*.ckpt"))
-    best = [f for f in files if f.name != LAST]
-    last = folder / LAST
+    best = [f for f in files if f.name != LAST_FILE]
+    last = folder / LAST_FILE
     if which == "best" and best:
         # ModelCheckpoint keeps one best file (save_top_k=1); with several, the newest is the best so far.
         return max(best, key=lambda f: f.stat().st_mtime)
     if last.is_file():
         return last
-    raise CheckpointError(f"ckpt_path={spec}: no checkpoint ({'*.ckpt' if which == 'best' else LAST}) in {folder}")
+    raise CheckpointError(f"ckpt_path={spec}: no checkpoint ({'*.ckpt' if which == 'best' else LAST_FILE}) in {folder}")
 
 
 def verify_start(spec: str | None, model: nn.Module) -> str | None:

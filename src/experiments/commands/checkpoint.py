@@ -1,4 +1,4 @@
-"""What evaluate and predict need from a run: its checkpoint, its saved config and its test data."""
+"""What evaluate and predict share: a run's checkpoint, its saved data config, and the device to use."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from experiments.checkpoints.load import find_checkpoint
 from experiments.errors import ConfigError
-from experiments.runs.checkpoints import find_checkpoint, run_dir_of
+from experiments.rundir import RunDir
 
 # Data settings a lone checkpoint (no run directory around it) is evaluated with: conf/data/mnist.yaml.
 DEFAULT_DATA: dict[str, Any] = {"dataset": "mnist", "data_dir": "data", "mean": 0.1307, "std": 0.3081}
@@ -35,10 +36,9 @@ class RunFiles:
         if ckpt_path is None:
             raise ConfigError("ckpt_path is required: ckpt_path=<run dir> or ckpt_path=<file.ckpt>")
         self.checkpoint = find_checkpoint(str(ckpt_path), which=which)
-        self.run_dir = run_dir_of(self.checkpoint) or (
-            Path(str(ckpt_path)) if (Path(str(ckpt_path)) / "config.yaml").is_file() else None
-        )
-        self.config_file = self.run_dir / "config.yaml" if self.run_dir else None
+        given = RunDir(Path(str(ckpt_path)))
+        self.run_dir = RunDir.of_checkpoint(self.checkpoint) or (given if given.exists() else None)
+        self.config_file = self.run_dir.config if self.run_dir else None
         data: dict[str, Any] = dict(DEFAULT_DATA)
         if self.config_file is not None:
             saved = OmegaConf.to_container(OmegaConf.load(self.config_file), resolve=False)

@@ -1,0 +1,1 @@
+"""Checkpoints: loading and checking them, writing them atomically, resuming from them."""

@@ -1,0 +1,179 @@
+"""The run directory, and the one class that knows its files and writes its status: `RunDir`.
+
+    <run dir>/
+      config.yaml                       the resolved config, written when the run starts (a resume keeps it)
+      run.json                          the run record: status, overrides, one row per epoch, final metrics
+      train.log                         Hydra's job log: what the run printed, tracebacks of bugs
+      checkpoints/last.ckpt             written after every epoch: where `resume=<run dir>` continues
+      checkpoints/epoch_starts.jsonl    when each epoch started (experiments.checkpoints.continuity)
+      events.out.tfevents.*             TensorBoard
+
+A run's status goes `running` (training started) -> `completed`, `failed` or `interrupted`; a run killed
+hard stays `running`. Only `RunDir` writes it, and a status that ends a run ends its TensorBoard HParams
+session in the same call. Reading never writes. Only json and the standard library here: Hydra's
+resolvers, the sweep report and the failure path all use this module, before torch is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments import atomic
+
+CONFIG = "config.yaml"
+RECORD = "run.json"
+# Hydra's job logging writes `<run dir>/<job name>.log`, and the job is `train`.
+LOG = "train.log"
+CHECKPOINTS = "checkpoints"
+LAST_FILE = "last.ckpt"  # conf/callbacks/default.yaml's last_checkpoint writes it (tests/test_config.py checks)
+EPOCH_MARKS = "epoch_starts.jsonl"
+EVENT_FILES = "events.out.tfevents.*"
+
+RUNNING, COMPLETED, FAILED, INTERRUPTED = "running", "completed", "failed", "interrupted"
+# What `resume=last` picks: interrupted runs, and "running" ones that are not running any more (killed hard).
+RESUMABLE = (INTERRUPTED, RUNNING)
+
+
+def finite_or_none(value: Any) -> float | None:
+    """A float for JSON, or None for NaN/inf/missing/non-numeric values (JSON has no NaN)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def run_info(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
+    """The run's identity in run.json: its overrides and the settings a sweep report shows."""
+    return {
+        "overrides": overrides,
+        "batch_size": cfg.data.batch_size,
+        "lr": cfg.model.optimizer.lr,
+        "optimizer": str(cfg.model.optimizer._target_).rsplit(".", 1)[-1],
+        # Defaults for the configs of runs started before there was a choice (a resumed run keeps its config).
+        "model": cfg.model.get("net", "mlp"),
+        "loss": str(OmegaConf.select(cfg, "model.loss._target_", default="cross_entropy")).rsplit(".", 1)[-1],
+        "hidden_sizes": list(cfg.model.get("hidden_sizes") or []),
+        "dataset": cfg.data.dataset,
+        "seed": cfg.seed,
+    }
+
+
+class RunDir:
+    """A run directory: where its files are, what they say, and the writes that change its status."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.config = self.path / CONFIG
+        self.record_file = self.path / RECORD
+        self.log = self.path / LOG
+        self.checkpoints = self.path / CHECKPOINTS
+        self.last_checkpoint = self.checkpoints / LAST_FILE
+        self.epoch_marks = self.checkpoints / EPOCH_MARKS
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and self.path == other.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def event_files(self) -> list[Path]:
+        return sorted(self.path.glob(EVENT_FILES))
+
+    # -- questions, answered without writing anything --
+
+    def exists(self) -> bool:
+        """Whether this is a run directory: a run wrote its config.yaml here."""
+        return self.config.is_file()
+
+    def started(self) -> bool:
+        """Whether training started (or a sweep job failed and says so): run.json exists."""
+        return self.record_file.is_file()
+
+    def record(self) -> dict[str, Any]:
+        """run.json as a dict; empty when it is missing or unreadable."""
+        try:
+            record = json.loads(self.record_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def status(self) -> str | None:
+        status = self.record().get("status")
+        return status if isinstance(status, str) else None
+
+    def resumable(self) -> bool:
+        return self.exists() and self.last_checkpoint.is_file() and self.status() in RESUMABLE
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: Path) -> RunDir | None:
+        """The run directory a checkpoint belongs to (<run>/checkpoints/x.ckpt), when it looks like one."""
+        run_dir = cls(checkpoint.parent.parent)
+        return run_dir if checkpoint.parent.name == CHECKPOINTS and run_dir.exists() else None
+
+    @classmethod
+    def newest_resumable(cls, log_dir: Any) -> RunDir | None:
+        """The most recently modified resumable run under log_dir (runs/ and sweeps/*/ jobs)."""
+        root = Path(str(log_dir))
+        runs = [run for path in (*root.glob("runs/*"), *root.glob("sweeps/*/*")) if (run := cls(path)).resumable()]
+        return max(runs, key=lambda run: run._modified(), default=None)
+
+    def _modified(self) -> float:
+        # run.json is rewritten after every epoch and when the run is interrupted; last.ckpt at every save.
+        return max(self.record_file.stat().st_mtime, self.last_checkpoint.stat().st_mtime)
+
+    # -- the writers: the record while training, and the status --
+
+    def new_record(self, info: dict[str, Any]) -> dict[str, Any]:
+        """The record a run starts with: a resumed run continues its own history."""
+        previous = self.record()
+        return {
+            "status": RUNNING,
+            **info,
+            "history": list(previous.get("history", [])),
+            "train_seconds": previous.get("train_seconds", 0.0),
+        }
+
+    def save_progress(self, record: dict[str, Any]) -> None:
+        """Write the record of a run that is training (status `running`); readers never see half a file."""
+        self._write({**record, "status": RUNNING})
+
+    def complete(self, record: dict[str, Any]) -> None:
+        self._write({**record, "status": COMPLETED})
+        self._end_session(COMPLETED)
+
+    def fail(self, message: str, overrides: list[str], tensorboard: bool) -> None:
+        """Mark the run failed, with the one line that says why. A sweep job that failed before training
+        gets a record too (the report lists it) and, when the sweep logs to TensorBoard, its HParams row."""
+        started = self.started()
+        record = self.record() if started else {"overrides": overrides, "history": []}
+        self._write({**record, "status": FAILED, "error": message})
+        if started or not tensorboard or self.event_files():
+            self._end_session(FAILED)
+            return
+        from experiments.tensorboard import hparams
+
+        start = hparams.session_start_summary(hparams.session_hparams(None, overrides))
+        hparams.write(self.path, [start, hparams.session_end_summary(FAILED)])
+
+    def interrupt(self, message: str) -> None:
+        """Mark a run stopped by a signal after saving last.ckpt. Its HParams session stays open (TensorBoard
+        has no "aborted"; it keeps the first session end) so that the resumed run can end it."""
+        self._write({**self.record(), "status": INTERRUPTED, "error": message})
+
+    def _write(self, record: dict[str, Any]) -> None:
+        atomic.write_text(self.record_file, json.dumps(record, indent=2, default=str))
+
+    def _end_session(self, status: str) -> None:
+        if self.event_files():  # the run logs to TensorBoard
+            from experiments.tensorboard import hparams  # TensorBoard: only when there is something to write
+
+            hparams.write(self.path, [hparams.session_end_summary(status)])

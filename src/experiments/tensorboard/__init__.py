@@ -1,0 +1,1 @@
+"""What TensorBoard shows beyond the scalars Lightning logs: HParams, Custom Scalars, continuity on resume."""
