@@ -24,6 +24,7 @@ processes inherit (experiments.launch.placement reads them).
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -118,11 +119,17 @@ def launch_side_by_side(
     sweep_dir = Path(str(config.hydra.sweep.dir))
     progress.start(sweep_dir, len(job_overrides), initial_job_idx, placement.describe())
     launcher.joblib["n_jobs"] = placement.workers
+    # joblib's launcher logs its Parallel(...) arguments and every job's overrides: the jobs' own start lines
+    # (experiments.launch.progress) say which job runs, when.
+    quiet = logging.getLogger("hydra_plugins.hydra_joblib_launcher")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
     try:
         with _stops_reach_the_jobs() as stopped:
             results = JoblibLauncher.launch(launcher, job_overrides, initial_job_idx)
     finally:
         launcher.joblib["n_jobs"] = n_jobs
+        quiet.setLevel(level)
     if stopped:
         print(progress.interrupted_line(sweep_dir), file=sys.stderr, flush=True)
         sys.exit(128 + stopped[0])
