@@ -25,7 +25,7 @@ from experiments import console
 from experiments.checkpoints import resume
 from experiments.config import names, schema
 from experiments.config.build import build, build_group, rejected
-from experiments.launch.progress import runs_in_parallel
+from experiments.launch.launcher import runs_in_parallel
 from experiments.lifecycle.failures import report_failure
 from experiments.rundir import RunDir, run_info
 from experiments.tensorboard import hparams

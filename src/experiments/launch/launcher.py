@@ -18,8 +18,8 @@ configuration cannot express:
   DDP ranks by re-running the command, which a worker process cannot do) is refused in one line; run it
   with `hydra/launcher=basic`.
 
-The jobs learn their share (threads, GPU slots) from environment variables set here, which the worker
-processes inherit (experiments.launch.placement reads them).
+The jobs learn their share (threads, GPU slots) from `<sweep dir>/.progress.json`, written here before the
+first job starts (experiments.launch.parallel reads it; experiments.launch.progress keeps it).
 """
 
 from __future__ import annotations
@@ -38,14 +38,13 @@ from typing import Any
 
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.launch import progress
-
-# What a job reads to size itself (experiments.launch.placement).
-WORKERS_ENV, THREADS_ENV = "EXPERIMENTS_WORKERS", "EXPERIMENTS_JOB_THREADS"
-JOBS_PER_GPU_ENV = "EXPERIMENTS_JOBS_PER_GPU"
+# The launching process: with one worker, joblib runs the jobs in it, one after another, as the basic
+# launcher does (and they behave as under the basic launcher).
+LAUNCHER_PID_ENV = "EXPERIMENTS_LAUNCHER_PID"
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -60,6 +59,15 @@ class Placement:
         where = f", {self.jobs_per_gpu} per GPU on {self.gpus} GPU(s)" if self.gpus else ""
         threads = f"{self.threads} thread{'s' if self.threads > 1 else ''} each"
         return f"{self.workers} at a time ({threads}{where})"
+
+
+def runs_in_parallel(hydra_cfg: DictConfig) -> bool:
+    """Whether a job (Hydra's config node `hydra`) runs in a worker process of the parallel launcher."""
+    return (
+        hydra_cfg.mode == RunMode.MULTIRUN
+        and str(hydra_cfg.launcher.get("_target_", "")).endswith(".ParallelLauncher")
+        and os.environ.get(LAUNCHER_PID_ENV) not in (None, str(os.getpid()))
+    )
 
 
 def usable_cores() -> int:
@@ -113,12 +121,17 @@ def launch_side_by_side(
     gpus = visible_gpus() if accelerator in gpus_for else 0
     n_jobs = launcher.joblib.get("n_jobs")
     placement = place(len(job_overrides), n_jobs, jobs_per_gpu, usable_cores(), gpus)
-    os.environ.update(
-        {WORKERS_ENV: str(placement.workers), THREADS_ENV: str(placement.threads), JOBS_PER_GPU_ENV: str(jobs_per_gpu)}
-    )
-    sweep_dir = Path(str(config.hydra.sweep.dir))
-    progress.start(sweep_dir, len(job_overrides), initial_job_idx, placement.describe())
+    os.environ[LAUNCHER_PID_ENV] = str(os.getpid())  # inherited by the workers
     launcher.joblib["n_jobs"] = placement.workers
+    if placement.workers == 1:  # joblib runs a single worker's jobs in this process: the basic launcher's way
+        try:
+            return JoblibLauncher.launch(launcher, job_overrides, initial_job_idx)
+        finally:
+            launcher.joblib["n_jobs"] = n_jobs
+    from experiments.launch import progress  # it imports this module
+
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    progress.start(sweep_dir, len(job_overrides), initial_job_idx, placement)
     # joblib's launcher logs its Parallel(...) arguments and every job's overrides: the jobs' own start lines
     # (experiments.launch.progress) say which job runs, when.
     quiet = logging.getLogger("hydra_plugins.hydra_joblib_launcher")

@@ -24,8 +24,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from experiments.errors import JobNotStarted
-from experiments.launch.launcher import JOBS_PER_GPU_ENV, THREADS_ENV
-from experiments.launch.progress import runs_in_parallel
+from experiments.launch import progress
+from experiments.launch.launcher import runs_in_parallel
 from experiments.lifecycle import stops
 
 _GPU_ACCELERATORS = ("auto", "gpu", "cuda")
@@ -95,8 +95,9 @@ def place_job(cfg: DictConfig) -> Iterator[None]:
     if launcher == "parallel":
         if stops.noted() is not None:  # the sweep was stopped before this job began
             raise JobNotStarted("the sweep was stopped before this job started")
-        torch.set_num_threads(int(os.environ.get(THREADS_ENV, "1")))
-        slots = int(os.environ.get(JOBS_PER_GPU_ENV, "1"))
+        placed = progress.placement(Path(hydra_cfg.sweep.dir))
+        torch.set_num_threads(placed.threads if placed else 1)
+        slots = placed.jobs_per_gpu if placed else 1
         with open_dict(cfg):  # its console is train.log: no progress bar redrawn into it
             cfg.trainer.enable_progress_bar = False
             if cfg.get("callbacks"):

@@ -17,6 +17,7 @@ neither Hydra nor joblib reports jobs as they end (joblib returns all results at
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -31,20 +32,29 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from experiments import atomic
+from experiments.launch.launcher import Placement, runs_in_parallel
 from experiments.lifecycle import stops
 
 PROGRESS_FILE = ".progress.json"
 _LOCK_FILE = ".progress.lock"
 
 
-def start(sweep_dir: Path, jobs: int, first_job: int, placement: str) -> None:
-    """A batch of `jobs` jobs is about to run (Optuna launches several batches: the total grows)."""
+def start(sweep_dir: Path, jobs: int, first_job: int, placement: Placement) -> None:
+    """A batch of `jobs` jobs is about to run (Optuna launches several batches: the total grows), each
+    placed as `placement` says."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with _locked(sweep_dir):
         state = _read(sweep_dir) or {"started": time.time(), "total": 0, "done": 0, "ended": {}}
         state["total"] = max(state["total"], first_job + jobs)
+        state["placement"] = dataclasses.asdict(placement)
         atomic.write_text(sweep_dir / PROGRESS_FILE, json.dumps(state))
-    print(f"Sweep: {jobs} jobs, {placement}: {sweep_dir}", flush=True)
+    print(f"Sweep: {jobs} jobs, {placement.describe()}: {sweep_dir}", flush=True)
+
+
+def placement(sweep_dir: Path) -> Placement | None:
+    """How the launcher placed this sweep's jobs (None: another launcher)."""
+    state = _read(sweep_dir)
+    return Placement(**state["placement"]) if state and "placement" in state else None
 
 
 def _read(sweep_dir: Path) -> dict[str, Any] | None:
@@ -86,11 +96,6 @@ def interrupted_line(sweep_dir: Path) -> str:
         f"resume=last (the newest interrupted job first), or rebuild the report with experiments-compare "
         f"sweep_dir={sweep_dir}"
     )
-
-
-def runs_in_parallel(hydra_cfg: DictConfig) -> bool:
-    """Whether a job (Hydra's config node `hydra`) runs in a worker of the parallel launcher."""
-    return str(hydra_cfg.launcher.get("_target_", "")).endswith(".ParallelLauncher")
 
 
 def _result(run_dir: Path, seconds: float) -> tuple[str, str]:
