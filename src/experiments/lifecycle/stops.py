@@ -11,6 +11,7 @@ starts no further job. The note belongs to one sweep: the worker may run the nex
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from types import FrameType
@@ -19,19 +20,23 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _sweep: str | None = None
 _noted: int | None = None
+_parent: int | None = None  # the launching process, while it lives
 
 
 def hold_between_jobs(sweep: str) -> None:
     """Before a parallel sweep's job: signals are noted (not raised) until a run's training takes them."""
-    global _sweep, _noted
+    global _sweep, _noted, _parent
     if sweep != _sweep:
         _sweep, _noted = sweep, None
+    _parent = os.getppid()
     if threading.current_thread() is threading.main_thread():
         for signum in STOP_SIGNALS:
             signal.signal(signum, _note)
 
 
 def _note(signum: int, frame: FrameType | None) -> None:
+    if os.getppid() != _parent:  # the sweep was killed (SIGKILL): nothing waits for this worker any more
+        raise SystemExit(128 + signum)
     note(signum)
 
 
