@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -105,12 +106,49 @@ def uses_ddp(values: Sequence[str]) -> bool:
     return any("ddp" in str(value).lower() for value in values)
 
 
+def warm_up(launcher: JoblibLauncher, jobs_per_gpu: int, gpus_for: Sequence[str]) -> threading.Thread | None:
+    """Start the workers while Hydra prepares the sweep (its callbacks, then a check of every job's config,
+    which runs before any job can start), each importing what a job needs: seconds per worker, in parallel
+    with that preparation. The same joblib settings as the launch, so that joblib reuses these workers."""
+    config = launcher.config
+    assert config is not None
+    accelerator = str(config.trainer.get("accelerator", "auto")).lower()
+    gpus = visible_gpus() if accelerator in gpus_for else 0
+    workers = place(sys.maxsize, launcher.joblib.get("n_jobs"), jobs_per_gpu, usable_cores(), gpus).workers
+    if workers < 2:
+        return None
+    from joblib import Parallel, delayed
+
+    os.environ[LAUNCHER_PID_ENV] = str(os.getpid())  # inherited by the workers started here
+
+    settings = {**launcher.joblib, "n_jobs": workers, "backend": "loky"}  # the joblib launcher's own settings
+    thread = threading.Thread(
+        target=lambda: Parallel(**settings)(delayed(_import_a_job)() for _ in range(workers)), daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def _import_a_job() -> None:
+    import logging
+
+    # Lightning gives its loggers a console handler of their own when it is imported before logging is set
+    # up (which each job's logging would then not replace): a job imports it after Hydra set up its logging.
+    if not logging.getLogger().hasHandlers():
+        logging.getLogger().addHandler(logging.NullHandler())
+    import lightning  # noqa: F401  -- torch, torchmetrics, torchvision with it
+
+    import experiments.train  # noqa: F401
+    from experiments.tensorboard import figures  # noqa: F401  -- matplotlib's first figure comes at a job's end
+
+
 def launch_side_by_side(
     launcher: JoblibLauncher,
     job_overrides: Sequence[Sequence[str]],
     initial_job_idx: int,
     jobs_per_gpu: int,
     gpus_for: Sequence[str],
+    warming: threading.Thread | None = None,
 ) -> Sequence[JobReturn]:
     """ParallelLauncher.launch (hydra_plugins.experiments_launcher): size, refuse, run, stop cleanly."""
     config = launcher.config
@@ -121,6 +159,8 @@ def launch_side_by_side(
     gpus = visible_gpus() if accelerator in gpus_for else 0
     n_jobs = launcher.joblib.get("n_jobs")
     placement = place(len(job_overrides), n_jobs, jobs_per_gpu, usable_cores(), gpus)
+    if warming is not None:
+        warming.join()
     os.environ[LAUNCHER_PID_ENV] = str(os.getpid())  # inherited by the workers
     launcher.joblib["n_jobs"] = placement.workers
     if placement.workers == 1:  # joblib runs a single worker's jobs in this process: the basic launcher's way
