@@ -76,7 +76,7 @@ def test_parallel_sweep_gives_the_numbers_of_a_sequential_one_and_one_line_per_j
     cli, mnist_dir: Path, tmp_path: Path
 ) -> None:
     grid = ["model.optimizer.lr=0.05,0.2,-1", "seed=1"]
-    sweep_args = ["-m", f"paths.data_dir={mnist_dir}", *SMALL, *grid]
+    sweep_args = ["hydra.mode=MULTIRUN", f"paths.data_dir={mnist_dir}", *SMALL, *grid]
     parallel = sweep(tmp_path / "parallel", mnist_dir, *grid, "hydra.launcher.n_jobs=2")
     out, err = parallel.communicate(timeout=240)
     assert parallel.returncode == 0, err[-3000:]
@@ -142,7 +142,8 @@ def test_ctrl_c_stops_every_running_job_resumably_and_leaves_the_rest_unstarted(
 
 
 def test_ddp_jobs_are_refused_in_one_line_before_anything_starts(cli, mnist_dir: Path, tmp_path: Path) -> None:
-    result = cli("-m", f"paths.data_dir={mnist_dir}", *SMALL, "trainer=ddp", "trainer.devices=2", "seed=1,2")
+    ddp = ["trainer=ddp", "trainer.devices=2", "seed=1,2"]
+    result = cli("hydra.mode=MULTIRUN", f"paths.data_dir={mnist_dir}", *SMALL, *ddp)
     assert result.code == 1
     assert result.err.strip().splitlines() == [
         "error: trainer=ddp jobs cannot run side by side in the parallel launcher's worker processes (Lightning "
