@@ -447,7 +447,7 @@ def sweep_times(root: Path, args: DictConfig, out: Path, report: dict) -> list[s
     """Whole-process wall seconds of one grid three ways: `train.py -m` with the default (parallel) launcher,
     with `hydra/launcher=basic`, and as plain loops in one process (scripts/plain_sweep.py), in alternating
     rounds; each process as a user starts it."""
-    scripts = Path(__file__).resolve().parent
+    scripts, root = Path(__file__).resolve().parent, root.resolve()  # the processes run in `out`
     values = {k: ",".join(map(str, args[f"sweep_{k}"])) for k in ("batch_sizes", "lrs", "seeds")}
     grid = [
         f"data.batch_size={values['batch_sizes']}",
