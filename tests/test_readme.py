@@ -67,7 +67,19 @@ IF_PRESENT = {"callbacks.progress_bar.refresh_rate": "0", "hydra.sweeper.n_trial
 SWEEP_JOBS = 2
 # scripts/benchmark.py shortened: one epoch of each contender at one batch size, and of the throughput
 # table only the resident contenders (README's `data.loader=dataloader` command runs the DataLoader path).
-BENCHMARK_SHORT = {"epochs": "1", "warmup": "0", "rounds": "1", "epoch_batch_sizes": "[128]", "only": "resident"}
+BENCHMARK_SHORT = {
+    "epochs": "1",
+    "warmup": "0",
+    "rounds": "1",
+    "epoch_batch_sizes": "[128]",
+    "only": "resident",
+    # The sweep table: one one-epoch job each way; the fixed-cost table: two one-batch jobs.
+    "sweep_batch_sizes": "[128]",
+    "sweep_lrs": "[0.1]",
+    "sweep_seeds": "[1]",
+    "sweep_epochs": "1",
+    "fixed_cost_jobs": "2",
+}
 
 
 def _compose_only_reason(key: str, value: str) -> str | None:
@@ -82,7 +94,7 @@ def _compose_only_reason(key: str, value: str) -> str | None:
         return "16-bit precision needs a GPU"
     if (key == "trainer" and value == "ddp") or (key == "trainer.strategy" and value.startswith("ddp")):
         return "DDP starts one process per device"
-    if key == "hydra/launcher":
+    if key == "hydra/launcher" and value != "basic":
         return {"slurm": "submits to a SLURM cluster"}.get(value, f"the {value} launcher starts worker processes")
     return None
 
@@ -609,6 +621,8 @@ def check_train(case: Case) -> None:
     multirun = "-m" in args or "--multirun" in args or composed.hydra.mode == RunMode.MULTIRUN
     if multirun:
         args, jobs = few_jobs(args, composed.hydra)
+        if _value(args, "hydra/launcher") is None:  # in this process, one after another (test_parallel: side by side)
+            args = [*args, "hydra/launcher=basic"]
     result = case.call(args)
     assert result.code == 0, result.err[-3000:]
     if multirun:
@@ -641,7 +655,7 @@ def check_compose(case: Case) -> None:
     if case.app == BENCHMARK:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose(config_name="benchmark", overrides=case.args)
-        assert set(cfg.sections) <= {"startup", "epoch", "throughput"}, cfg.sections
+        assert set(cfg.sections) <= {"startup", "epoch", "throughput", "sweep", "fixed_cost"}, cfg.sections
         return
     overrides = _first_values(case.args)
     # Composed only, never run: no Hydra run directory exists for ${hydra:runtime.output_dir} to name.

@@ -289,7 +289,12 @@ def test_sweeps_without_repeated_seeds_keep_one_row_per_job(tmp_path: Path) -> N
 def test_lab_multirun_over_seeds_writes_the_report_and_tensorboard_chart(cli, mnist_dir: Path, tmp_path: Path) -> None:
     """2 activations x 2 seeds through a lab preset; the command line's lists replace the preset's."""
     result = cli(
-        "experiment=compare_activations", "model.activation=relu,tanh", "seed=1,2", f"paths.data_dir={mnist_dir}", *TINY
+        "experiment=compare_activations",
+        "model.activation=relu,tanh",
+        "seed=1,2",
+        "hydra/launcher=basic",  # the report is what is checked here (tests/test_parallel.py: the launcher)
+        f"paths.data_dir={mnist_dir}",
+        *TINY,
     )
     assert result.code == 0, result.err
     sweep_dir = only_sweep_dir(tmp_path / "outputs")

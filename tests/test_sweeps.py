@@ -41,6 +41,9 @@ TINY = [
     "data.val_size=100",
 ]
 GRID = {"data.batch_size": [32, 64], "model.optimizer.lr": [0.05, 0.2]}
+# One job after another, in this process: what these tests check of a sweep (its error lines, faults
+# injected here, DDP ranks) does not depend on the launcher. tests/test_parallel.py runs the default one.
+SEQUENTIAL = "hydra/launcher=basic"
 
 
 def only_sweep_dir(outputs: Path) -> Path:
@@ -158,7 +161,7 @@ def test_compare_runs_rebuilds_the_same_report(grid_sweep: tuple[Path, str], tmp
 
 
 def test_a_failing_job_does_not_stop_the_sweep(cli, mnist_dir: Path, tmp_path: Path) -> None:
-    result = cli("hydra.mode=MULTIRUN", f"paths.data_dir={mnist_dir}", *TINY, "model.optimizer.lr=0.1,-1")
+    result = cli("hydra.mode=MULTIRUN", SEQUENTIAL, f"paths.data_dir={mnist_dir}", *TINY, "model.optimizer.lr=0.1,-1")
     assert result.code == 0, result.err
     assert result.error_lines == ["error: model.optimizer.lr=-1 must be > 0"]
     rows = {r["lr"]: r for r in read_summary(only_sweep_dir(tmp_path / "outputs"))}
@@ -296,6 +299,7 @@ def test_optuna_study_survives_diverging_trials(cli, mnist_dir: Path, tmp_path: 
     import optuna
 
     result = cli(
+        SEQUENTIAL,
         "hydra.mode=MULTIRUN",  # the preset says so too, but Hydra checks the sweep values before reading it
         "hparams_search=optuna",
         "hydra.sweeper.n_trials=4",
@@ -473,6 +477,7 @@ def test_ddp_inside_sweep_jobs(run_train, mnist_dir: Path, tmp_path: Path) -> No
     not the whole sweep; only rank 0 writes records and prints."""
     result = run_train(
         "hydra.mode=MULTIRUN",
+        SEQUENTIAL,  # DDP's ranks are processes of their own: the parallel launcher refuses them
         "trainer=ddp",
         "trainer.devices=2",
         f"paths.data_dir={mnist_dir}",

@@ -120,8 +120,7 @@ def prepare(cfg: DictConfig, output_dir: Path, task_overrides: list[str]) -> Res
         if not _is_run_dir(output_dir):
             raise ConfigError(
                 f"resume=last: no interrupted run under {cfg.paths.log_dir}/ (runs/ or sweeps/*/ with "
-                f"{last_file} and run.json status interrupted or running); start one with: "
-                + " ".join(this_program())
+                f"{last_file} and run.json status interrupted or running); start one with: " + " ".join(this_program())
             )
         spec = shown(output_dir)
     run_dir = Path(spec)

@@ -610,7 +610,7 @@ def _duration(value: Any) -> bool:
 
 # --- scripts/benchmark.py: conf/benchmark.yaml ---
 
-BENCHMARK_SECTIONS = ("startup", "epoch", "throughput")
+BENCHMARK_SECTIONS = ("startup", "epoch", "throughput", "sweep", "fixed_cost")
 BENCHMARK_DEVICES = ("cpu", "cuda", "both")
 
 
@@ -626,10 +626,20 @@ class BenchmarkConfig(Schema):
     only: str | None = MISSING
     epochs: int = MISSING
     warmup: int = MISSING
+    sweep_batch_sizes: list[int] = MISSING
+    sweep_lrs: list[float] = MISSING
+    sweep_seeds: list[int] = MISSING
+    sweep_epochs: int = MISSING
+    fixed_cost_jobs: int = MISSING
     out: str = MISSING
 
     def __post_init__(self) -> None:
         self.require("device", self.device in BENCHMARK_DEVICES, _one_of(BENCHMARK_DEVICES))
+        for name in ("sweep_batch_sizes", "sweep_lrs", "sweep_seeds"):
+            values = getattr(self, name)
+            self.require(name, len(values) > 0 and all(v > 0 for v in values), "must be a non-empty list of values > 0")
+        self.require("sweep_epochs", self.sweep_epochs >= 1, "must be >= 1")
+        self.require("fixed_cost_jobs", self.fixed_cost_jobs >= 2, "must be >= 2 (the first job pays the imports)")
         self.require(
             "sections",
             len(self.sections) > 0 and all(s in BENCHMARK_SECTIONS for s in self.sections),
