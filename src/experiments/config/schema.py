@@ -190,6 +190,7 @@ class DataConfig(Schema):
     batch_size: int = MISSING
     eval_batch_size: int = MISSING
     val_size: int = MISSING
+    train_size: int | None = MISSING
     normalize: bool = MISSING
     mean: float = MISSING
     std: float = MISSING
@@ -209,6 +210,11 @@ class DataConfig(Schema):
         # The upper bounds depend on the dataset's size: the DataModule checks them once it has read the files.
         self.require(
             "val_size", self.val_size >= 1, "must be >= 1 (for no validation at all: trainer.limit_val_batches=0)"
+        )
+        self.require(
+            "train_size",
+            self.train_size is None or self.train_size >= 1,
+            "must be >= 1 (a seeded subset of the training images) or null (all of them)",
         )
         self.require("mean", _in(self.mean, 0, 1), f"must be {PIXEL_RANGE}")
         self.require("std", _in(self.std, 0, 1) and self.std > 0, f"must be > 0 and {PIXEL_RANGE}")

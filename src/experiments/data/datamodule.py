@@ -83,6 +83,7 @@ class MNISTDataModule(L.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int = 1000,
         val_size: int = 5000,
+        train_size: int | None = None,
         normalize: bool = True,
         mean: float = 0.1307,
         std: float = 0.3081,
@@ -102,6 +103,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.data_dir, self.cache_dir = Path(data_dir), Path(cache_dir)
         self.search_dirs = [Path(d) for d in search_dirs]
         self.batch_size, self.val_size, self.seed = batch_size, val_size, seed
+        self.train_size = train_size
         if eval_batch_size < 1:
             raise ConfigError(f"data.eval_batch_size={eval_batch_size} must be >= 1")
         # Validation and test only: no gradients, so a larger batch changes no result and costs fewer calls.
@@ -177,16 +179,23 @@ class MNISTDataModule(L.LightningDataModule):
             }
 
     def _split_indices(self, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validation: the first `val_size` of a permutation seeded by `seed`; training: the rest, or its first
+        `train_size` (a seeded subset whose validation set is the same as the full run's)."""
         if not 0 <= self.val_size < total:
             raise ConfigError(
                 f"data.val_size={self.val_size} must be >= 0 and smaller than the {total} training images"
             )
-        if self.batch_size > total - self.val_size:
+        available = total - self.val_size
+        if self.train_size is not None and self.train_size > available:
             raise ConfigError(
-                f"data.batch_size={self.batch_size} is larger than the {total - self.val_size} training samples"
+                f"data.train_size={self.train_size} is more than the {available} training images left after "
+                f"data.val_size={self.val_size}: use at most {available}, or null for all of them"
             )
+        train_size = available if self.train_size is None else self.train_size
+        if self.batch_size > train_size:
+            raise ConfigError(f"data.batch_size={self.batch_size} is larger than the {train_size} training samples")
         order = torch.randperm(total, generator=torch.Generator().manual_seed(self.seed))
-        return order[self.val_size :], order[: self.val_size]
+        return order[self.val_size : self.val_size + train_size], order[: self.val_size]
 
     def _device(self) -> torch.device:
         # Resident data lives where the model trains.
