@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,15 @@ def test_composes_what_train_py_composes_and_its_own_settings(overrides: list[st
         )
     assert isinstance(found, dict) and set(found.pop("lr_find")) >= {"min_lr", "max_lr", "num_training"}
     assert found == trained
+
+
+def test_the_console_script_registers_what_train_yaml_needs() -> None:
+    """Its own process: train.py's module (imported by the other tests) is not there to register them."""
+    code = (
+        "import experiments.commands.lr_find; from omegaconf import OmegaConf; "
+        "from hydra.core.config_store import ConfigStore; "
+        "names = ['run_dir', 'hydra_subdir', 'run_suffix', 'job_subdir']; "
+        "assert all(OmegaConf.has_resolver('experiments.' + n) for n in names); "
+        "assert ConfigStore.instance().repo['schema']['lr_find.yaml']"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

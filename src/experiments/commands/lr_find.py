@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import console
+from experiments.checkpoints import resume
 from experiments.commands import CONFIG_DIR, one_line_errors
 from experiments.config import names, schema
 from experiments.errors import ExperimentError
@@ -30,7 +31,9 @@ from experiments.errors import ExperimentError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+# What train.py registers: train.yaml's resolvers (run directory names) and the schemas its files name.
 names.register()
+resume.register()
 schema.register()
 # Hydra's job logging (train.py's): the console, and lr_find.log in the output directory.
 log = logging.getLogger(__name__)
