@@ -147,6 +147,7 @@ def main(cfg: DictConfig) -> None:
     overrides = list(hydra_cfg.overrides.task)
     schema.validate(cfg, overrides)
     out_dir = Path(hydra_cfg.runtime.output_dir)
+    console.ignore_spurious_warnings()
     finder = find_lr(cfg)
     suggestion: Any = finder.suggestion()
     steps = len(finder.results["lr"])
