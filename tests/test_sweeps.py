@@ -224,6 +224,15 @@ def test_report_lists_interrupted_and_killed_jobs(tmp_path: Path) -> None:
     assert (tmp_path / "heatmap.png").is_file() and (tmp_path / "curves.png").is_file()
 
 
+def test_a_job_reports_its_train_val_gap_at_the_last_epoch(tmp_path: Path) -> None:
+    rows = [{"epoch": 0, "train/acc": 0.8, "val/acc": 0.75}, {"epoch": 1, "train/acc": 1.0, "val/acc": 0.9}]
+    write_job(tmp_path, "000_seed-1", ["seed=1"], {"status": "completed", "history": rows, "metrics": {}})
+    write_job(tmp_path, "001_seed-2", ["seed=2"], {"status": "completed", "history": rows[:1], "metrics": {}})
+    write_job(tmp_path, "002_seed-3", ["seed=3"], {"status": "completed", "history": [{"epoch": 0}], "metrics": {}})
+    gaps = {job.job: job.gap for job in collect_jobs(tmp_path)}
+    assert gaps == {"000_seed-1": pytest.approx(0.1), "001_seed-2": pytest.approx(0.05), "002_seed-3": None}
+
+
 def test_plain_override_replaces_the_presets_list(cli, mnist_dir: Path, tmp_path: Path) -> None:
     """`experiment=bs_lr_sweep data.batch_size=64,128` runs 2 x 4 jobs, and the plan written at the start
     lists exactly the jobs Hydra runs, in its order. Every job stops at config validation (a bad

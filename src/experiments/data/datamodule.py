@@ -110,11 +110,17 @@ def normalised(
 
 @functools.lru_cache(maxsize=1)
 def resident_splits(
-    cls: type[MNIST], root: Path, stamp: tuple, val_size: int, seed: int, mean: float, std: float, device: torch.device
+    cls: type[MNIST],
+    root: Path,
+    stamp: tuple,
+    split: tuple[int, int, int],  # val_size, seed, train_size
+    mean: float,
+    std: float,
+    device: torch.device,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """(inputs, targets) of train, val and test on `device`: the split is a gather from `normalised`."""
     train_inputs, train_targets, test_inputs, test_targets = normalised(cls, root, stamp, mean, std, device)
-    train_index, val_index = (i.to(device) for i in split_indices(len(train_inputs), val_size, seed))
+    train_index, val_index = (i.to(device) for i in split_indices(len(train_inputs), *split))
     return {
         "train": (train_inputs[train_index], train_targets[train_index]),
         "val": (train_inputs[val_index], train_targets[val_index]),
@@ -122,10 +128,11 @@ def resident_splits(
     }
 
 
-def split_indices(total: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions of the training and the validation images among the `total` training images."""
+def split_indices(total: int, val_size: int, seed: int, train_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of the training and the validation images among the `total` training images: validation
+    the first `val_size` of a permutation seeded by `seed`, training the next `train_size`."""
     order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
-    return order[val_size:], order[:val_size]
+    return order[val_size : val_size + train_size], order[:val_size]
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -138,6 +145,7 @@ class MNISTDataModule(L.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int = 1000,
         val_size: int = 5000,
+        train_size: int | None = None,
         normalize: bool = True,
         mean: float = 0.1307,
         std: float = 0.3081,
@@ -157,6 +165,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.data_dir, self.cache_dir = Path(data_dir), Path(cache_dir)
         self.search_dirs = [Path(d) for d in search_dirs]
         self.batch_size, self.val_size, self.seed = batch_size, val_size, seed
+        self.train_size = train_size
         if eval_batch_size < 1:
             raise ConfigError(f"data.eval_batch_size={eval_batch_size} must be >= 1")
         # Validation and test only: no gradients, so a larger batch changes no result and costs fewer calls.
@@ -221,22 +230,31 @@ class MNISTDataModule(L.LightningDataModule):
         assert self.root is not None
         stamp = files_stamp(self.dataset_cls, self.root)
         train_images, _, _, _ = decoded(self.dataset_cls, self.root, stamp)
-        self.indices = dict(zip(("train", "val"), self._split_indices(len(train_images)), strict=True))
+        train_index, val_index = self._split_indices(len(train_images))
+        self.indices = {"train": train_index, "val": val_index}
         if self.loader == "resident":
+            split = (self.val_size, self.seed, len(train_index))
             self.splits = resident_splits(
-                self.dataset_cls, self.root, stamp, self.val_size, self.seed, self.mean, self.std, self._device()
+                self.dataset_cls, self.root, stamp, split, self.mean, self.std, self._device()
             )
 
     def _split_indices(self, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validation: the first `val_size` of a permutation seeded by `seed`; training: the rest, or its first
+        `train_size` (a seeded subset whose validation set is the same as the full run's)."""
         if not 0 <= self.val_size < total:
             raise ConfigError(
                 f"data.val_size={self.val_size} must be >= 0 and smaller than the {total} training images"
             )
-        if self.batch_size > total - self.val_size:
+        available = total - self.val_size
+        if self.train_size is not None and self.train_size > available:
             raise ConfigError(
-                f"data.batch_size={self.batch_size} is larger than the {total - self.val_size} training samples"
+                f"data.train_size={self.train_size} is more than the {available} training images left after "
+                f"data.val_size={self.val_size}: use at most {available}, or null for all of them"
             )
-        return split_indices(total, self.val_size, self.seed)
+        train_size = available if self.train_size is None else self.train_size
+        if self.batch_size > train_size:
+            raise ConfigError(f"data.batch_size={self.batch_size} is larger than the {train_size} training samples")
+        return split_indices(total, self.val_size, self.seed, train_size)
 
     def _device(self) -> torch.device:
         # Resident data lives where the model trains.
