@@ -76,7 +76,7 @@ def train(cfg: DictConfig, run_dir: RunDir, overrides: list[str], in_sweep: bool
     # Always on, whatever the callbacks group, and first: epoch-start marks (before anything logs at epoch
     # start) so a resumed run never logs a step twice, a stop on a NaN/inf loss before anything else sees
     # the batch, the run record, and a clean stop on Ctrl-C/SIGTERM.
-    stop = GracefulStop(run_dir.last_checkpoint)
+    stop = GracefulStop(run_dir.last_checkpoint, str(HydraConfig.get().sweep.dir) if in_sweep else None)
     lifecycle = RunLifecycle(continuity.EpochStarts(run_dir), DivergenceGuard(), record, stop)
     plugins = io.trainer_plugins(cfg.trainer)  # with AtomicCheckpointIO: checkpoints written atomically
     trainer: L.Trainer = build(

@@ -43,8 +43,9 @@ class GracefulStop(Callback):
     The run ends with RunInterrupted, which `experiments.train.run` reports with the resume command.
     """
 
-    def __init__(self, checkpoint: Path) -> None:
+    def __init__(self, checkpoint: Path, sweep: str | None = None) -> None:
         self.checkpoint = checkpoint  # the run's last.ckpt, where its resume continues
+        self.sweep = sweep  # the sweep directory of a multirun job: a parallel sweep's stop concerns it
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
 
@@ -53,7 +54,7 @@ class GracefulStop(Callback):
             self._restore()
             raise KeyboardInterrupt
         self.received = signum
-        stops.note(signum)  # a parallel sweep's worker then starts no further job
+        stops.note(signum, self.sweep)  # a parallel sweep's worker then starts no further job
 
     def _restore(self) -> None:
         for signum, handler in self._previous.items():
@@ -65,8 +66,8 @@ class GracefulStop(Callback):
         # collective, so there Lightning's own SIGTERM handling (stop; resume from the last epoch) stays.
         if threading.current_thread() is threading.main_thread() and trainer.world_size == 1:
             self._previous = {s: signal.signal(s, self._handle) for s in _STOP_SIGNALS}
-        if self.received is None:  # a parallel sweep's worker got the signal before this run's training
-            self.received = stops.noted()
+        if self.received is None and self.sweep is not None:  # a parallel sweep's worker got the signal
+            self.received = stops.noted(self.sweep)  # before this run's training
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int

@@ -37,15 +37,17 @@ def hold_between_jobs(sweep: str) -> None:
 def _note(signum: int, frame: FrameType | None) -> None:
     if os.getppid() != _parent:  # the sweep was killed (SIGKILL): nothing waits for this worker any more
         raise SystemExit(128 + signum)
-    note(signum)
+    note(signum, _sweep)
 
 
-def note(signum: int) -> None:
+def note(signum: int, sweep: str | None) -> None:
+    """Note a stop for the rest of `sweep`, the parallel sweep whose jobs this process runs; nothing for a
+    run outside one (its process ends with the signal, and a later run in the same process is no job of it)."""
     global _noted
-    if _noted is None:
+    if sweep is not None and sweep == _sweep and _noted is None:
         _noted = signum
 
 
-def noted() -> int | None:
-    """The signal that asked this process to stop, if one did."""
-    return _noted
+def noted(sweep: str | None = None) -> int | None:
+    """The signal that asked this worker to stop, if one did: for `sweep`, or for the sweep it holds."""
+    return _noted if sweep is None or sweep == _sweep else None
