@@ -30,6 +30,7 @@ import json
 import math
 import os
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,23 @@ def run_info(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
         "dataset": cfg.data.dataset,
         "seed": cfg.seed,
     }
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint file `path` does not hold the bytes that were written, or None: the sha256 its run
+    recorded (in the checksums.json of its checkpoints/ folder), or, with none recorded, the CRC of every
+    member of its zip archive (torch.save's format). Reads only."""
+    run = RunDir(path.parent.parent) if path.parent.name == CHECKPOINTS else None
+    if run is not None and path.name in run.checksums():
+        return run.checksum_problem(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except zipfile.BadZipFile as exc:
+        return f"not a readable zip archive, as torch.save writes ({exc})"
+    except (OSError, EOFError, RuntimeError, ValueError, NotImplementedError) as exc:
+        return f"its zip archive cannot be read ({type(exc).__name__}: {exc})"
+    return f"the CRC of {bad} in its zip archive is wrong" if bad else None
 
 
 class RunDir:

@@ -25,7 +25,7 @@ from torch import nn
 
 from experiments.config.schema import MAX_WIDTH
 from experiments.errors import CheckpointError
-from experiments.rundir import CHECKPOINTS, LAST_FILE
+from experiments.rundir import CHECKPOINTS, LAST_FILE, checkpoint_problem
 
 # The training settings among a checkpoint's hyper_parameters; the others name the network and its arguments.
 TRAINING_KEYS = ("optimizer", "scheduler", "loss", "l1", "compile")
@@ -43,23 +43,11 @@ NETWORK_PREFIX = "net."
 def check_integrity(path: Path) -> None:
     """CheckpointError saying "corrupt" unless the file holds the bytes its run wrote (the recorded sha256)
     or, with no checksum recorded for it, a zip archive whose every member passes its CRC check."""
-    from experiments.checkpoints.io import run_of
-
-    run = run_of(path)
-    problem = run.checksum_problem(path) if run is not None else None
-    if problem is None and (run is None or path.name not in run.checksums()):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                bad = archive.testzip()
-            problem = f"the CRC of {bad} in its zip archive is wrong" if bad else None
-        except zipfile.BadZipFile as exc:
-            problem = f"not a readable zip archive, as torch.save writes ({_short(exc)})"
-        except (OSError, EOFError, RuntimeError, ValueError, NotImplementedError) as exc:
-            problem = f"its zip archive cannot be read ({type(exc).__name__}: {_short(exc)})"
+    problem = checkpoint_problem(path)
     if problem:
         raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt: {problem}; it was damaged after it was written. Use another "
-            "checkpoint (an earlier run's, or retrain)"
+            f"checkpoint {path} is truncated or corrupt: {_short(problem, 200)}; it was damaged after it was "
+            "written. Use another checkpoint (an earlier run's, or retrain)"
         )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,8 +29,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from experiments.console import argument, shown, this_program, tool
-from experiments.errors import ConfigError
-from experiments.rundir import CHECKPOINTS, COMPLETED, CONFIG, LAST_FILE, RunBusy, RunDir
+from experiments.errors import CheckpointError, ConfigError, ExperimentError
+from experiments.rundir import CHECKPOINTS, COMPLETED, CONFIG, LAST_FILE, RUNNING, RunBusy, RunDir, checkpoint_problem
 
 # The overrides a resumed run accepts: where things are and what runs them, never what is learned (a
 # changed schedule or model would not match the checkpoint). Each maps to the config keys it sets.
@@ -77,6 +78,10 @@ def hydra_output_subdir(resume: Any, output_dir: str) -> str:
     """Resolver for hydra.output_subdir: a resumed run keeps its original .hydra/ files."""
     resuming = resume is not None and _is_run_dir(output_dir)
     return f".hydra/resume-{datetime.now():%Y-%m-%d_%H-%M-%S}" if resuming else ".hydra"
+
+
+class NothingToResume(ConfigError):
+    """The run stopped before its first checkpoint: there is no state to continue from."""
 
 
 @dataclass
@@ -216,9 +221,15 @@ def prepare(cfg: DictConfig, output_dir: Path, task_overrides: list[str]) -> Res
         )
     last = run.last_checkpoint
     if not last.is_file():
-        raise ConfigError(
+        raise NothingToResume(
             f"resume={spec}: nothing to resume, {last} does not exist (the run stopped before its first "
             "checkpoint); start the run again without resume"
+        )
+    problem = checkpoint_problem(last)
+    if problem:  # checked here too, so that the refusal comes before Hydra writes into the run
+        raise CheckpointError(
+            f"resume={spec}: {last} is truncated or corrupt: {problem}; it was damaged after it was written, "
+            "and the run cannot continue from it: start a new run"
         )
     for override in task_overrides:
         for key in ENVIRONMENT_OVERRIDES.get(override_key(override), ()):
@@ -268,10 +279,22 @@ class ResumeCheck(Callback):
             RunDir(run_dir).acquire()
         except RunBusy as busy:
             _fail(_busy(str(OmegaConf.select(config, "resume")), busy.pid or -1))
-        except ConfigError as exc:
+        except NothingToResume as exc:
+            _fail(" ".join(str(exc).split()) + _remove_stray(RunDir(run_dir)))
+        except ExperimentError as exc:
             _fail(" ".join(str(exc).split()))
         finally:
             HydraConfig.instance().cfg = previous  # type: ignore[misc]
+
+
+def _remove_stray(run: RunDir) -> str:
+    """A run killed before its first checkpoint (no last.ckpt, no live writer, never marked failed or
+    completed) holds nothing a later run could use: its directory is removed rather than left as an
+    orphan. Returns what to add to the refusal's line."""
+    if run.last_checkpoint.exists() or run.writer() is not None or run.status() not in (None, RUNNING):
+        return ""
+    shutil.rmtree(run.path, ignore_errors=True)
+    return f" (its directory, which held no checkpoint, is removed: {shown(run.path)})" if not run.path.exists() else ""
 
 
 def _fail(message: str) -> None:
