@@ -624,6 +624,7 @@ def test_real_processes_keep_the_promise(tmp_path: Path, mnist_dir: Path, tiny_c
 def test_the_fuzz_list_is_long() -> None:
     generated = len(VALUE_CASES) + len(COMPOSE_CASES) + len(BENCHMARK_CASES) + len(COMMAND_CASES)
     generated += RUN_CASE_COUNT + 3 + len(SUBPROCESS_CASES)  # 3: the failures during and before training
+    generated += CHAOS_CASE_COUNT
     print(f"\nfuzz list: {generated} bad inputs")
     assert len(VALUE_CASES) >= 100 and generated >= 100
 
@@ -680,7 +681,7 @@ TRAINER_REFUSED = [
     "+trainer.max_epoch=3",
     "+trainer.reload_dataloaders_every_n_epochs=x",
 ]
-CHAOS_CASE_COUNT = len(RESUME_REFUSED) + len(TRAINER_REFUSED) + 9  # + the cases written out below
+CHAOS_CASE_COUNT = len(RESUME_REFUSED) + len(TRAINER_REFUSED) + 12  # + the cases written out below
 
 
 def test_second_round_keeps_the_promise(
@@ -771,6 +772,37 @@ def test_second_round_keeps_the_promise(
     lab = train_cli(data, log_dir, *QUICK, "experiment=compare_models", "model.hidden_sizes=[64]")
     check("lab with an override a configuration lacks", lab, "model.hidden_sizes")
     counts["orphans"] += (logs / "sweeps").is_dir() and any((logs / "sweeps").iterdir())
+
+    # A sweep whose every job failed exits non-zero, after each job's line and the report.
+    sweep = train_cli(data, log_dir, *QUICK, "experiment=compare_optimizers", "model.optimizer.lr=-1")
+    counts["cases"] += 1
+    if sweep.code == 0 or not sweep.error_lines or "all 12 jobs of the sweep failed" not in sweep.error_lines[-1]:
+        broken["sweep whose every job failed"] = [f"exit {sweep.code}: {sweep.err.strip()[-300:]}"]
+        counts["wrong exit codes"] += sweep.code == 0
+    # experiments-compare on that sweep with malformed records: a report, the damage named, no traceback.
+    (sweep_dir,) = (logs / "sweeps").iterdir()
+    for job, junk in zip(
+        sorted(p for p in sweep_dir.iterdir() if p.is_dir()), ([1, 2], {"history": "x"}, '{"st'), strict=False
+    ):
+        (job / "run.json").write_text(junk if isinstance(junk, str) else json.dumps(junk))
+    compared = command("compare", f"sweep_dir={sweep_dir}")
+    counts["cases"] += 1
+    if compared.code != 0 or "Traceback" in compared.err or "malformed" not in (sweep_dir / "summary.md").read_text():
+        broken["compare, malformed records"] = [f"exit {compared.code}: {compared.err.strip()[-300:]}"]
+    # predict on a blank image and a 1x1 one: classified, with a word that the answer means nothing.
+    from PIL import Image
+
+    Image.new("L", (28, 28), 255).save(tmp_path / "blank.png")
+    Image.new("L", (1, 1), 0).save(tmp_path / "dot.png")
+    done = run_dirs(logs) - {run_dir, damaged}
+    blank = command(
+        "predict", f"ckpt_path={sorted(done)[0]}", f"inputs=[{tmp_path / 'blank.png'},{tmp_path / 'dot.png'}]"
+    )
+    counts["cases"] += 1
+    warnings_given = [line for line in blank.err.splitlines() if line.startswith("warning: ")]
+    if blank.code != 0 or len(warnings_given) != 2:
+        broken["predict, blank and 1x1 images"] = [f"exit {blank.code}: {blank.err.strip()[-300:]}"]
+        counts["silent accepts"] += len(warnings_given) != 2
 
     print(f"\nsecond round: {dict(counts)}")
     assert counts["cases"] == CHAOS_CASE_COUNT
