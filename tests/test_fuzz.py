@@ -690,7 +690,7 @@ def test_second_round_keeps_the_promise(
     """Each case: (what it is, its result, the word its one line must hold, what must stay unchanged)."""
     logs = tmp_path / "outputs"
     data, log_dir = f"paths.data_dir={mnist_dir}", f"paths.log_dir={logs}"
-    counts = collections.Counter()
+    counts = collections.Counter(dict.fromkeys(("tracebacks", "orphans", "silent accepts", "wrong exit codes"), 0))
     broken: dict[str, list[str]] = {}
 
     def check(name: str, result: CliResult, word: str, untouched: Path | None = None, before: Any = None) -> None:
@@ -771,7 +771,7 @@ def test_second_round_keeps_the_promise(
     # A lab given an override that one of its configurations lacks: one line, no sweep directory.
     lab = train_cli(data, log_dir, *QUICK, "experiment=compare_models", "model.hidden_sizes=[64]")
     check("lab with an override a configuration lacks", lab, "model.hidden_sizes")
-    counts["orphans"] += (logs / "sweeps").is_dir() and any((logs / "sweeps").iterdir())
+    counts["orphans"] += int((logs / "sweeps").is_dir() and any((logs / "sweeps").iterdir()))
 
     # A sweep whose every job failed exits non-zero, after each job's line and the report.
     sweep = train_cli(data, log_dir, *QUICK, "experiment=compare_optimizers", "model.optimizer.lr=-1")
@@ -794,10 +794,7 @@ def test_second_round_keeps_the_promise(
 
     Image.new("L", (28, 28), 255).save(tmp_path / "blank.png")
     Image.new("L", (1, 1), 0).save(tmp_path / "dot.png")
-    done = run_dirs(logs) - {run_dir, damaged}
-    blank = command(
-        "predict", f"ckpt_path={sorted(done)[0]}", f"inputs=[{tmp_path / 'blank.png'},{tmp_path / 'dot.png'}]"
-    )
+    blank = command("predict", f"ckpt_path={run_dir}", f"inputs=[{tmp_path / 'blank.png'},{tmp_path / 'dot.png'}]")
     counts["cases"] += 1
     warnings_given = [line for line in blank.err.splitlines() if line.startswith("warning: ")]
     if blank.code != 0 or len(warnings_given) != 2:
@@ -807,3 +804,16 @@ def test_second_round_keeps_the_promise(
     print(f"\nsecond round: {dict(counts)}")
     assert counts["cases"] == CHAOS_CASE_COUNT
     assert broken == {}
+
+
+def test_an_ascii_console_gets_escapes_not_logging_errors(tmp_path: Path, mnist_dir: Path) -> None:
+    """PYTHONIOENCODING=ascii (a C locale, a pipe into an old tool) and a non-ASCII run name."""
+    command = [sys.executable, str(REPO_ROOT / "train.py"), f"paths.log_dir={tmp_path / 'outputs'}"]
+    command += [f"paths.data_dir={mnist_dir}", *QUICK, "train=false", "run_name='üñí漢'"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONIOENCODING": "ascii"}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Logging error" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "\\xfc\\xf1\\xed" in done.stdout  # the name, escaped, in the lines that show it
+    (run_dir,) = run_dirs(tmp_path / "outputs")
+    assert "üñí漢" in (run_dir / "train.log").read_text(encoding="utf-8")
