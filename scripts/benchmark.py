@@ -170,7 +170,7 @@ def project_trainer(
         "test=false",
     ]
     train(project_config(overrides), RunDir(output_dir), overrides)
-    history = json.loads((output_dir / "run.json").read_text())["history"]
+    history = RunDir(output_dir).record()["history"]
     return [row["samples_per_sec"] for row in history[warmup:]]
 
 
@@ -291,7 +291,7 @@ def project_epoch(
         "test=false",
     ]
     train(project_config(overrides), RunDir(output_dir), overrides)
-    history = json.loads((output_dir / "run.json").read_text())["history"]
+    history = RunDir(output_dir).record()["history"]
     return [row["epoch_seconds"] for row in history[warmup:]]
 
 
