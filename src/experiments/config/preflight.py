@@ -210,39 +210,3 @@ def _describe(expected: Any) -> str:
     if type(None) in arms:
         words.append("null")
     return ", ".join(words[:-1]) + f" or {words[-1]}" if len(words) > 1 else (words[0] if words else str(expected))
-
-
-class SweepCheck(Callback):
-    """A Hydra callback: every job of a grid sweep (the basic sweeper's) is composed before the sweep starts,
-    so that a lab given an override one of its configurations lacks (`experiment=compare_models
-    model.hidden_sizes=[64]`: the linear model has no hidden layers) is one line, not a sweep directory
-    holding a plan and the jobs before the one that cannot exist. Values are still checked per job (a job
-    with a bad value fails, and the sweep goes on)."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from hydra.core.global_hydra import GlobalHydra
-        from hydra.errors import HydraException
-        from omegaconf.errors import OmegaConfBaseException
-
-        from experiments.sweeps.plan import grid_jobs
-
-        sweeper = config.hydra.sweeper
-        grid = str(sweeper.get("_target_", "")).endswith(".BasicSweeper")
-        if not grid or not GlobalHydra.instance().is_initialized():
-            return
-        arguments = [str(a) for a in config.hydra.overrides.task]
-        try:
-            jobs = grid_jobs(sweeper.get("params") or {}, arguments)
-        except Exception:  # what only Hydra's own expansion knows (glob, ranges): Hydra reports it
-            return
-        loader = GlobalHydra.instance().hydra.config_loader  # type: ignore[union-attr]
-        for num, job in enumerate(jobs):
-            try:
-                loader.load_sweep_config(config, job)
-            except (HydraException, OmegaConfBaseException) as exc:
-                reason = " ".join(str(exc).split())
-                swept = [o for o in job if o not in arguments] or job
-                _fail(
-                    f"job {num} of the sweep ({' '.join(swept)}) cannot be composed: {reason[:300]}; drop the "
-                    "override that this job's configuration lacks, or sweep only configurations that have it"
-                )

@@ -248,7 +248,8 @@ class MNISTDataModule(L.LightningDataModule):
         if trainer is None or self.drop_last or overfitting or trainer.world_size != 1:
             return
         norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.SyncBatchNorm)
-        if not any(isinstance(m, norms) for m in trainer.lightning_module.modules()):
+        model = trainer.lightning_module
+        if model is None or not any(isinstance(m, norms) for m in model.modules()):
             return
         samples = len(self.indices["train"])
         if samples % self.batch_size != 1:

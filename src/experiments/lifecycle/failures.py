@@ -19,10 +19,6 @@ import traceback
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
-
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
 
 from experiments.console import resume_command
 from experiments.errors import (
@@ -188,23 +184,3 @@ def _log_traceback(exc: BaseException, run_dir: RunDir) -> Path:
     with run_dir.log.open("a") as handle:
         handle.write("".join(traceback.format_exception(exc)))
     return run_dir.log
-
-
-class SweepOutcome(Callback):
-    """A Hydra callback, first in conf/hydra/default.yaml so that its on_multirun_end runs last (Hydra calls
-    the end hooks in reverse order), after the report: a sweep whose every job failed exits non-zero, as a
-    single run that fails does. Each failed job already printed its own line and is listed in the report."""
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from experiments.sweeps.results import is_job_dir
-
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        jobs = [RunDir(p) for p in sorted(sweep_dir.iterdir()) if is_job_dir(p)] if sweep_dir.is_dir() else []
-        if jobs and all(job.status() == FAILED for job in jobs):
-            first = jobs[0].record().get("error", "")
-            print(
-                f"error: all {len(jobs)} jobs of the sweep failed (the first: {first}); fix that and run it again",
-                file=sys.stderr,
-                flush=True,
-            )
-            sys.exit(1)
