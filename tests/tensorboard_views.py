@@ -35,6 +35,18 @@ def layout_charts(run_dir: Path) -> dict[str, list[str]]:
     return {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
 
 
+def layout_margins(run_dir: Path) -> dict[str, list[tuple[str, str, str]]]:
+    """The run's Custom Scalars margin charts: chart title -> its series as (value, lower, upper) tags."""
+    (event,) = accumulator(run_dir).Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(event.tensor_proto.string_val[0])
+    return {
+        chart.title: [(s.value, s.lower, s.upper) for s in chart.margin.series]
+        for category in layout.category
+        for chart in category.chart
+        if chart.HasField("margin")
+    }
+
+
 def hparams_tab(logdir: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """What the HParams tab gets for `tensorboard --logdir <logdir>`, from TensorBoard's own HParams plugin:
     the experiment (columns and metrics) and the rows (session groups) by name."""

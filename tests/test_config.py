@@ -15,6 +15,7 @@ from experiments.config.build import build_group
 from experiments.config.names import ITEM_SEP, run_suffix, short_overrides
 from experiments.data.datamodule import MNISTDataModule
 from experiments.models.classifier import MNISTClassifier
+from experiments.tensorboard import logger as tensorboard_logger
 from experiments.train import CONFIG_DIR
 from tests.conftest import compose_config
 
@@ -30,7 +31,7 @@ def test_every_group_has_its_options() -> None:
     assert options("model/optimizer") == ["adagrad", "adam", "adamw", "rmsprop", "sgd"]
     assert options("model/scheduler") == ["cosine", "none", "onecycle"]
     assert {"default", "cpu", "gpu", "mps", "ddp"} <= set(options("trainer"))
-    assert options("logger") == ["csv", "none", "tensorboard"]
+    assert options("logger") == ["csv", "mlflow", "none", "tensorboard"]
     assert {"fast", "overfit", "limit"} <= set(options("debug"))
 
 
@@ -110,12 +111,13 @@ def test_cpu_trainer_builds(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("logger", "expected"), [("tensorboard", TensorBoardLogger), ("csv", CSVLogger), ("none", None)]
+    ("logger", "expected"), [("tensorboard", tensorboard_logger.TensorBoardLogger), ("csv", CSVLogger), ("none", None)]
 )
 def test_logger_options_build(logger: str, expected: type | None, tmp_path: Path) -> None:
     cfg = compose_config([f"logger={logger}", f"paths.output_dir={tmp_path}"])
     loggers = build_group(cfg, "logger")
     assert [type(x) for x in loggers] == ([expected] if expected else [])
+    assert all(isinstance(x, TensorBoardLogger) for x in loggers if logger == "tensorboard"), "Lightning's, subclassed"
 
 
 def test_callbacks_build(tmp_path: Path) -> None:

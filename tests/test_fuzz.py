@@ -65,7 +65,7 @@ ANY_BAD = {
     "overfit_batches": ("-1", "2.5", "nan"),
     "deterministic": ("maybe", "2"),
 }
-ENUMS = ("dataset", "loader", "activation", "net", "optimized_metric", "gradient_clip_algorithm", "device")
+ENUMS = ("dataset", "loader", "activation", "net", "optimized_metric", "gradient_clip_algorithm", "device", "pruner")
 OTHER_STRINGS = {"max_time": ("1h", "00:01:00", "-1:00:00:00")}
 # Generated values that are valid on purpose: Lightning clips gradients at any finite norm.
 VALID = {"trainer.gradient_clip_val=1e300"}
@@ -103,6 +103,7 @@ def bad_values(name: str, hint: Any) -> tuple[str, ...]:
 NOT_GENERATED = {"run_name", "ckpt_path", "resume", "data_dir", "log_dir", "cache_dir", "output_dir"}
 NOT_GENERATED |= {"search_dirs", "default_root_dir", "accelerator", "strategy", "profiler"}
 NOT_GENERATED |= {"data", "model", "trainer", "logger", "callbacks", "paths", "optimizer", "scheduler", "loss"}
+NOT_GENERATED |= {"hparams_search"}  # a group too: its schema's keys are generated through hparams_search=optuna
 
 
 def targets() -> list[tuple[tuple[str, ...], str, type[schema.Schema]]]:
@@ -111,6 +112,7 @@ def targets() -> list[tuple[tuple[str, ...], str, type[schema.Schema]]]:
         ((), "", schema.TrainConfig),
         ((), "trainer", schema.TrainerConfig),
         ((), "paths", schema.PathsConfig),
+        (("hparams_search=optuna",), "hparams_search", schema.SearchConfig),
     ]
     for group in GROUPS:
         key = group.replace("/", ".")

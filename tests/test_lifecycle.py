@@ -220,6 +220,35 @@ def test_doctor_reports_versions_accelerator_and_data(mnist_dir: Path, command) 
         assert label in out
 
 
+
+@pytest.mark.parametrize(
+    ("version", "verdict"),
+    [
+        ("2.6.2", "COMPROMISED"),
+        ("2.6.3", "COMPROMISED"),
+        ("2.6.5", "vulnerable"),
+        ("2.5.0", "vulnerable"),
+        ("2.6.6", None),
+    ],
+)
+def test_doctor_names_a_compromised_or_vulnerable_lightning(
+    version: str, verdict: str | None, mnist_dir: Path, command, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The malware releases (GHSA-w37p-236h-pfx3) and the ones before the load_from_checkpoint fix are named,
+    with the fix; a safe one gets no warning."""
+    from experiments.commands import doctor
+
+    real = doctor.installed_version
+    monkeypatch.setattr(doctor, "installed_version", lambda name: version if name == "lightning" else real(name))
+    out = succeeded(command("doctor", f"data_dir={mnist_dir}"))
+    warnings = [line for line in out.splitlines() if "WARNING" in line]
+    if verdict is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and f"lightning {version} is" in warnings[0] and verdict in warnings[0]
+        assert "lightning>=2.6.6" in warnings[0]
+
+
 COMMAND_KEYS = {
     "evaluate": ["ckpt_path", "which", "data_dir", "batch_size", "device", "output"],
     "predict": ["ckpt_path", "which", "inputs", "top_k", "csv", "invert", "device"],

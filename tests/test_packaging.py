@@ -63,3 +63,27 @@ def test_wheel_ships_the_configs_and_trains_from_another_directory(mnist_dir: Pa
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Test accuracy:" in result.stdout
     assert (elsewhere / "outputs" / "runs").is_dir(), "outputs go to the directory it runs in"
+
+
+# README's set-up commands install these: uv.lock's exports (their headers name the command that wrote them).
+LOCK_EXPORTS = {
+    "requirements.lock": ["--no-hashes", "--no-emit-project"],
+    "requirements-dev.lock": ["--no-hashes", "--no-emit-project", "--extra", "dev"],
+}
+
+
+def test_requirement_locks_are_the_exports_of_uv_lock(tmp_path: Path) -> None:
+    """What pip installs is what uv.lock says (CI's `uv lock --check` ties uv.lock to pyproject.toml), and
+    the lock admits no Lightning below 2.6.6 (GHSA-w37p-236h-pfx3)."""
+    import tomllib
+    from packaging.version import Version
+
+    uv = Path(sys.executable).parent / "uv"
+    for name, options in LOCK_EXPORTS.items():
+        fresh = tmp_path / name
+        command = [str(uv), "export", "--frozen", "--quiet", *options, "-o", str(fresh)]
+        subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True)
+        body = fresh.read_text().replace(str(fresh), name)  # the header names the output file
+        assert body == (REPO_ROOT / name).read_text(), f"{name} is stale: re-export it as its header says"
+    locked = {p["name"]: p["version"] for p in tomllib.loads((REPO_ROOT / "uv.lock").read_text())["package"]}
+    assert Version(locked["lightning"]) >= Version("2.6.6") and "optuna" in locked and "mlflow" in locked

@@ -41,7 +41,7 @@ COMMAND_APPS = {f"experiments-{name}": name for name in ("evaluate", "predict", 
 TRAIN_APPS = ("train.py", "experiments-train")
 BENCHMARK = "scripts/benchmark.py"
 # Inline code starting with one of these and an argument is a command (other inline code is prose).
-PROGRAMS = ("python", "python3", "tensorboard", *TRAIN_APPS, BENCHMARK, *COMMAND_APPS)
+PROGRAMS = ("python", "python3", "tensorboard", "mlflow", "optuna-dashboard", *TRAIN_APPS, BENCHMARK, *COMMAND_APPS)
 INFO_FLAGS = {"--help", "-h", "--cfg", "--info", "--hydra-help"}
 
 # Shortening, whatever the command says: one epoch (or two steps), the generated data, nothing drawn.
@@ -226,6 +226,10 @@ def classify(command: Command) -> tuple[str, str]:
         return "info", "exit 0 and output"
     if app == "tensorboard":
         return "tensorboard", "the binary exists and --logdir holds event files (no server started)"
+    if app == "uv":
+        return "lock", "changes the lock files: its flags are checked, the exports by tests/test_packaging.py"
+    if app in ("mlflow", "optuna-dashboard"):
+        return "viewer", "a web viewer: the binary answers --help (no server started)"
     if app == BENCHMARK:
         if set(_benchmark_sections(args)) <= {"startup"}:
             # The start-up table times fresh interpreters by design (5 commands x startup_runs processes);
@@ -252,7 +256,7 @@ COMMANDS = readme_commands(README.read_text())
 SUMMARY = {
     "run": {"train", "resume", "info", "fails", "command", "shell", "benchmark"},
     "composed only": {"compose"},
-    "checked without running": {"install", "ci", "suite", "tensorboard"},
+    "checked without running": {"install", "ci", "suite", "tensorboard", "lock", "viewer"},
     "skipped": {"skip"},
 }
 
@@ -516,15 +520,50 @@ def check_shell(case: Case) -> None:
 
 
 def check_install(case: Case) -> None:
+    """Local targets name extras pyproject.toml has; `-r` files are uv.lock's exports (tests/test_packaging.py
+    checks that); a package pinned by name is pinned to the locked version."""
     import tomllib
 
-    with (REPO_ROOT / "pyproject.toml").open("rb") as f:
-        extras = set(tomllib.load(f)["project"].get("optional-dependencies", {}))
-    for target in (a for a in case.args[1:] if not a.startswith("-")):
+    root = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    extras = set(root["project"].get("optional-dependencies", {}))
+    locked = {p["name"]: p["version"] for p in tomllib.loads((REPO_ROOT / "uv.lock").read_text())["package"]}
+    args = case.args[1:]
+    valued = {"-r", "--index-url", "--extra-index-url"}  # options followed by their value
+    values = [args[i + 1] for i, a in enumerate(args[:-1]) if a in valued]
+    locks = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "-r"]
+    assert all((REPO_ROOT / lock).is_file() and lock.endswith(".lock") for lock in locks), locks
+    for target in (a for a in args if not a.startswith("-") and a not in values):
+        if "==" in target:  # a package by name, e.g. torch from another index
+            name, _, version = target.partition("==")
+            assert locked.get(name) == version, f"{target}: uv.lock has {name} {locked.get(name)}"
+            continue
         path, _, wanted = target.partition("[")
         assert (REPO_ROOT / path / "pyproject.toml").is_file(), target
         missing = {e.strip() for e in wanted.rstrip("]").split(",") if e.strip()} - extras
         assert not missing, f"{target}: pyproject.toml has no extra {missing}"  # pip would only warn
+
+
+def check_lock(case: Case) -> None:
+    """`uv lock`/`uv export` change the lock files: not run here. The subcommand and its flags exist (uv
+    rejects unknown ones), and the exports it writes are the ones tests/test_packaging.py checks."""
+    help_text = subprocess.run([str(VENV_BIN / "uv"), case.args[0], "--help"], capture_output=True, text=True)
+    assert help_text.returncode == 0, help_text.stderr
+    for flag in (a.split("=")[0] for a in case.args[1:] if a.startswith("--")):
+        assert flag in help_text.stdout, f"uv {case.args[0]} has no {flag}"
+    if "-o" in case.args:
+        assert (REPO_ROOT / case.args[case.args.index("-o") + 1]).is_file()
+
+
+def check_viewer(case: Case) -> None:
+    """A web viewer (mlflow ui, optuna-dashboard): the binary exists and answers --help; no server started.
+    What it opens is made by tests/test_mlflow.py and tests/test_sweeps.py."""
+    done = subprocess.run(
+        [str(VENV_BIN / case.app), *case.args[: 1 if case.app == "mlflow" else 0], "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def check_ci(case: Case) -> None:
@@ -640,6 +679,8 @@ CHECKS: dict[str, Callable[[Case], None]] = {
     "shell": check_shell,
     "install": check_install,
     "ci": check_ci,
+    "lock": check_lock,
+    "viewer": check_viewer,
     "suite": check_suite,
     "tensorboard": check_tensorboard,
     "info": check_info,

@@ -150,4 +150,5 @@ def test_the_table_keeps_every_started_run_and_stops_single_runs() -> None:
     assert set(ENDINGS) == set(Failure)
     assert ENDINGS[Failure.NOTHING_STARTED].run_dir is RunDirAfter.DELETED
     assert all(e.run_dir is not RunDirAfter.DELETED for k, e in ENDINGS.items() if k is not Failure.NOTHING_STARTED)
-    assert [k for k, e in ENDINGS.items() if e.exit_code is None] == [Failure.SWEEP_JOB]  # the sweep goes on
+    # The sweep goes on after a failed job, and a search after a pruned trial.
+    assert [k for k, e in ENDINGS.items() if e.exit_code is None] == [Failure.PRUNED, Failure.SWEEP_JOB]

@@ -12,6 +12,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -23,6 +24,7 @@ from experiments.sweeps.plan import PLAN_FILE, read_plan
 from experiments.sweeps.report import write_report
 from experiments.sweeps.results import COMPLETED, FAILED, INCOMPLETE, NOT_STARTED, JobResult, collect_jobs
 from experiments.tensorboard.hparams import METRICS
+from experiments.tensorboard.sweep import REPORT_DIR
 from tests.conftest import compose_config
 from tests.tensorboard_views import accumulator, hparams_tab
 
@@ -79,7 +81,9 @@ def grid_sweep(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 def test_grid_gives_one_readable_directory_per_job(grid_sweep: tuple[Path, str]) -> None:
     sweep_dir, _ = grid_sweep
-    jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    runs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    assert runs[-1] == REPORT_DIR, "the sweep's own TensorBoard run sorts after its jobs"
+    jobs = runs[:-1]
     assert len(jobs) == 4
     assert [job[:4] for job in jobs] == ["000_", "001_", "002_", "003_"], "zero-padded job numbers sort in order"
     for size in GRID["data.batch_size"]:
@@ -277,19 +281,24 @@ def test_preset_grid_takes_plain_overrides_and_a_killed_sweep_reports_every_plan
     assert {(int(rows[n]["batch_size"]), float(rows[n]["lr"])) for n in range(8)} == set(grid)
 
 
+def load_study(sweep_dir: Path, name: str = "mnist_mlp") -> Any:
+    import optuna
+
+    from experiments.search.study import STORAGE_FILE, open_storage
+
+    return optuna.load_study(study_name=name, storage=open_storage(str(sweep_dir / STORAGE_FILE)))
+
 
 def test_optuna_study_survives_diverging_trials(cli, mnist_dir: Path, tmp_path: Path) -> None:
     """Trials that diverge (NaN weights on cue, a search dimension here) are FAIL trials in Optuna and
-    failed rows in the report; the study runs all its trials and optimises what the train function returns
-    (facebookresearch/hydra #2237: a NaN return used to end the study)."""
+    failed rows in the report; the study runs all its trials, stored in the sweep directory's journal file,
+    and optimises what the train function returns."""
     import optuna
 
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     result = cli(
         "hydra.mode=MULTIRUN",  # the preset says so too, but Hydra checks the sweep values before reading it
         "hparams_search=optuna",
         "hydra.sweeper.n_trials=4",
-        f"hydra.sweeper.storage={storage}",
         f"paths.data_dir={mnist_dir}",
         *TINY,
         "+callbacks.poison._target_=tests.faults.PoisonWeightsAt",
@@ -298,7 +307,7 @@ def test_optuna_study_survives_diverging_trials(cli, mnist_dir: Path, tmp_path: 
     )
     assert result.code == 0, result.err
     sweep_dir = only_sweep_dir(tmp_path / "outputs")
-    trials = optuna.load_study(study_name="mnist_mlp", storage=storage).trials
+    trials = load_study(sweep_dir).trials
     poisoned = {t.number for t in trials if t.params["+callbacks.poison.epoch"] == 0}
     assert len(trials) == 4 and 0 < len(poisoned) < 4, "seed 42 draws both kinds of trial"
     assert {t.number for t in trials if t.state == optuna.trial.TrialState.FAIL} == poisoned
@@ -306,6 +315,10 @@ def test_optuna_study_survives_diverging_trials(cli, mnist_dir: Path, tmp_path: 
     assert {n for n, r in rows.items() if r["status"] == FAILED} == poisoned
     assert all(rows[n]["status"] == COMPLETED for n in set(range(4)) - poisoned)
     assert all("training diverged" in rows[n]["error"] for n in poisoned)
+    for trial in trials:  # each job reported its val/acc per epoch to its own trial, from its own run
+        if trial.number not in poisoned:
+            history = json.loads(next(sweep_dir.glob(f"{trial.number:03d}_*/run.json")).read_text())["history"]
+            assert trial.intermediate_values == pytest.approx({0: history[0]["val/acc"]}, abs=1e-6)
     optuna_result = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     best = max(float(r["val_acc_best"]) for r in rows.values() if r["status"] == COMPLETED)
     assert optuna_result["best_value"] == pytest.approx(best, abs=1e-4)
@@ -320,6 +333,88 @@ def test_optuna_study_survives_diverging_trials(cli, mnist_dir: Path, tmp_path: 
     assert plan is not None and plan.kind == "search" and plan.finished and len(plan.jobs) == 4
     assert (sweep_dir / "scatter.png").is_file() and not (sweep_dir / "heatmap.png").exists()
     assert "Sweep: 4 jobs" in result.out and "scatter.png" in (sweep_dir / "summary.md").read_text()
+
+
+def test_parallel_trials_report_to_their_trials_and_hopeless_ones_are_pruned(
+    cli, mnist_dir: Path, tmp_path: Path
+) -> None:
+    """Trials run two at a time in joblib's worker processes; each job reports its val/acc per epoch to its
+    own trial through the journal file, and the median pruner stops the ones far below the completed
+    trials (lr 1e-6 learns nothing): PRUNED in Optuna, `pruned` in run.json and in the report."""
+    import optuna
+
+    result = cli(
+        "hydra.mode=MULTIRUN",
+        "hparams_search=optuna",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_trials=8",
+        "model.optimizer.lr=choice(0.1,0.000001)",
+        "model/scheduler=none",
+        f"paths.data_dir={mnist_dir}",
+        *TINY,
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=4",
+    )
+    assert result.code == 0, result.err
+    sweep_dir = only_sweep_dir(tmp_path / "outputs")
+    trials = load_study(sweep_dir).trials
+    assert len(trials) == 8
+    pruned = {t.number for t in trials if t.state == optuna.trial.TrialState.PRUNED}
+    assert pruned, "median pruning after 5 completed trials stops some lr=1e-6 trials"
+    assert all(trials[n].params["model.optimizer.lr"] == 1e-6 for n in pruned)
+    for trial in trials:  # every job's per-epoch reports arrived, from its worker process
+        run = json.loads(next(sweep_dir.glob(f"{trial.number:03d}_*/run.json")).read_text())
+        assert run["status"] == ("pruned" if trial.number in pruned else "completed")
+        reported = {row["epoch"]: row["val/acc"] for row in run["history"]}
+        assert trial.intermediate_values == pytest.approx(reported, abs=1e-6)
+    rows = {int(r["job"].split("_")[0]): r for r in read_summary(sweep_dir)}
+    assert {n for n, r in rows.items() if r["status"] == "pruned"} == pruned
+    assert f"{len(pruned)} pruned" in result.out
+    assert len({t.datetime_start for t in trials[:2]}) == 2 and trials[1].datetime_start < trials[0].datetime_complete
+
+
+def test_a_search_without_a_completed_trial_is_one_error_after_its_report(cli, mnist_dir: Path, tmp_path: Path) -> None:
+    """Every trial diverges: the report lists them as failed, then one error line and exit status 1 (it
+    used to end in a traceback, `ValueError: No trials are completed yet.`, with no report)."""
+    result = cli(
+        "hydra.mode=MULTIRUN",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        f"paths.data_dir={mnist_dir}",
+        *TINY,
+        "+callbacks.poison._target_=tests.faults.PoisonWeightsAt",
+        "+callbacks.poison.batch=1",
+        "+callbacks.poison.epoch=0",
+    )
+    assert result.code == 1 and "Traceback" not in result.err, result.err
+    verdict = [line for line in result.err.splitlines() if line.startswith("error: no trial")]
+    assert len(verdict) == 1 and "(2 fail)" in verdict[0] and "summary.md" in verdict[0], result.err
+    rows = read_summary(only_sweep_dir(tmp_path / "outputs"))
+    assert len(rows) == 2 and all(r["status"] == FAILED for r in rows)
+    assert not (only_sweep_dir(tmp_path / "outputs") / "optimization_results.yaml").exists()
+
+
+def test_a_stopped_search_continues_from_its_storage(cli, mnist_dir: Path, tmp_path: Path) -> None:
+    """The same command with hydra.sweep.dir=<its sweep dir> continues the study: a trial left RUNNING by a
+    killed search counts as failed, and the new trials take the next numbers (and job directories)."""
+    import optuna
+
+    args = ["hydra.mode=MULTIRUN", "hparams_search=optuna", f"paths.data_dir={mnist_dir}", *TINY]
+    first = cli(*args, "hydra.sweeper.n_trials=2")
+    assert first.code == 0, first.err
+    sweep_dir = only_sweep_dir(tmp_path / "outputs")
+    assert f"hydra.sweep.dir=outputs/sweeps/{sweep_dir.name}" in first.out, "the line that says how to continue"
+    study = load_study(sweep_dir)
+    killed = study.ask()  # what a search killed while trial 2 ran leaves behind
+    assert killed.number == 2
+    again = cli(*args, "hydra.sweeper.n_trials=4", f"hydra.sweep.dir={sweep_dir}")
+    assert again.code == 0, again.err
+    states = [t.state for t in load_study(sweep_dir).trials]
+    complete, fail = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
+    assert states == [complete, complete, fail, complete]
+    assert "3 of 4 trials done" in again.out
+    assert sorted(int(p.name[:3]) for p in sweep_dir.glob("0*_*") if p.is_dir()) == [0, 1, 3]
 
 
 def test_scatter_of_a_search_shows_every_trial() -> None:
@@ -354,7 +449,8 @@ def test_scatter_of_a_search_shows_every_trial() -> None:
 
 def test_search_and_launcher_configs_compose() -> None:
     optuna = compose_config(["hparams_search=optuna"]).hydra
-    assert optuna.sweeper._target_.endswith("OptunaSweeper") and optuna.sweeper.direction == "maximize"
+    assert optuna.sweeper._target_ == "hydra_plugins.experiments_optuna.optuna_sweeper.OptunaSweeper"
+    assert optuna.sweeper.direction == "maximize" and optuna.sweeper.storage is None
     assert optuna.sweeper.params["model.optimizer.lr"].startswith("tag(log")
     preset = compose_config(["experiment=bs_lr_sweep"]).hydra
     assert preset.mode.name == "MULTIRUN" and preset.sweeper.params["data.batch_size"] == "32,64,128,256"

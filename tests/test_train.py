@@ -59,6 +59,33 @@ def test_summary_names_accuracy_run_dir_and_tensorboard_command(finished_run: tu
     assert f"tensorboard --logdir {shown}" in stdout
 
 
+def test_console_says_what_loads_and_prints_no_tables(finished_run: tuple[Path, str]) -> None:
+    """First line: what is being loaded (before the seconds of `import lightning`); the model in one line;
+    no model-summary table and no test-metric table (the summary says it), whether or not rich is installed."""
+    _, stdout = finished_run
+    lines = stdout.splitlines()
+    assert lines[0].startswith(f"Loading PyTorch {torch.__version__.split('+')[0]} and Lightning "), lines[0]
+    assert "Model: MLP 784-128-128-10, 118,282 parameters" in lines
+    assert not any(mark in stdout for mark in "┏┃│") and "Test metric" not in stdout and "Params" not in stdout
+
+
+def test_progress_bar_and_summary_are_chosen_not_detected() -> None:
+    from tests.conftest import compose_config
+
+    cfg = compose_config()
+    assert cfg.callbacks.progress_bar._target_ == "lightning.pytorch.callbacks.TQDMProgressBar"
+    assert cfg.callbacks.progress_bar.leave is True, "one line kept per epoch: Lightning's lines start on their own"
+    assert cfg.trainer.enable_model_summary is False
+    assert cfg.callbacks.model_summary._target_ == "experiments.models.summary.OneLineSummary"
+
+
+def test_one_line_model_description() -> None:
+    from experiments.models.summary import describe
+
+    assert describe(MNISTClassifier(net="cnn").net) == "LeNet conv 1-6-16, fc 400-120-84-10"
+    assert describe(MNISTClassifier(net="linear").net).endswith("784-10")
+
+
 def test_run_directory_has_config_record_and_figures(finished_run: tuple[Path, str]) -> None:
     run_dir, _ = finished_run
     config = (run_dir / "config.yaml").read_text()
@@ -80,6 +107,7 @@ def test_tensorboard_has_scalars_figures_and_real_hparams(finished_run: tuple[Pa
     expected = {"train/loss", "train/acc", "train/lr", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc"}
     assert expected <= set(tags["scalars"]), tags["scalars"]
     assert not [tag for tag in tags["scalars"] if tag.startswith("hp/")], "HParams needs no charts of its own"
+    assert "epoch" not in tags["scalars"], "Lightning's epoch counter: dropped by experiments.tensorboard.logger"
     assert {"test/confusion_matrix", "test/predictions"} <= set(tags["images"])
     # train/loss and the learning rate every log_every_n_steps=1: one point per optimizer step, 4 steps per
     # epoch (limit_train_batches=4). Epoch-level metrics sit on the same axis, at the end of each epoch.

@@ -115,3 +115,17 @@ def argument(key: str, value: str) -> str:
 def resume_command(run_dir: Path) -> str:
     """The command that continues the run in `run_dir`, to paste into the shell this run was started from."""
     return " ".join([*this_program(), argument("resume", shown(run_dir))])
+
+
+def loading_line() -> str:
+    """What a run says before importing torch and Lightning, which takes seconds: their versions, read from
+    the installed packages' metadata (milliseconds), so the first line comes at once."""
+    from importlib import metadata
+
+    versions = []
+    for name, shown_as in (("torch", "PyTorch"), ("lightning", "Lightning")):
+        try:
+            versions.append(f"{shown_as} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(shown_as)
+    return f"Loading {' and '.join(versions)} ..."

@@ -9,6 +9,7 @@ Three kinds of failure, each reported as one line (`one_line`):
 from __future__ import annotations
 
 import errno
+import os
 
 
 class ExperimentError(Exception):
@@ -37,6 +38,20 @@ class RunInterrupted(ExperimentError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
+
+
+class RunPruned(Exception):
+    """A search's pruner stopped this run early (experiments.search.pruning): an answer, not a failure."""
+
+
+# HYDRA_FULL_ERROR=1 asks for tracebacks. While config.mistakes.one_line_mistakes runs a Hydra app it sets that switch
+# for Hydra and keeps the user's own value here.
+USER_FULL_ERROR = "EXPERIMENTS_FULL_ERROR"
+
+
+def full_error() -> bool:
+    """Whether the user asked for full tracebacks (HYDRA_FULL_ERROR=1)."""
+    return os.environ.get(USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR", "")) == "1"
 
 
 # What to do about an OSError, by errno: the environment, not the config, is what needs fixing.
@@ -84,13 +99,13 @@ def os_error_of(exc: BaseException | None) -> OSError | None:
 
 def is_bug(exc: BaseException) -> bool:
     """Neither a user mistake (ExperimentError) nor the environment (an OSError): a traceback is owed."""
-    return not isinstance(exc, ExperimentError) and os_error_of(exc) is None
+    return not isinstance(exc, ExperimentError | RunPruned) and os_error_of(exc) is None
 
 
 def one_line(exc: BaseException) -> str:
     """What went wrong, in one line: a user mistake's own message, an OSError's file and fix, or a bug's
     type and message (marked unexpected: its traceback is somewhere else)."""
-    if isinstance(exc, ExperimentError):
+    if isinstance(exc, ExperimentError | RunPruned):
         return " ".join(str(exc).split())
     if (os_error := os_error_of(exc)) is not None:
         return os_error_line(os_error)

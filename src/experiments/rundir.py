@@ -10,7 +10,8 @@
       events.out.tfevents.*             TensorBoard
       .lock                             held by the process that writes the run (its PID inside)
 
-A run's status goes `running` (training started) -> `completed`, `failed` or `interrupted`; a run killed
+A run's status goes `running` (training started) -> `completed`, `failed`, `interrupted` or (in a search)
+`pruned`; a run killed
 hard stays `running`. Only `RunDir` writes it, and a status that ends a run ends its TensorBoard HParams
 session in the same call. Reading never writes. Only json and the standard library here: Hydra's
 resolvers, the sweep report and the failure path all use this module, before torch is imported.
@@ -51,6 +52,7 @@ LOCK = ".lock"
 EVENT_FILES = "events.out.tfevents.*"
 
 RUNNING, COMPLETED, FAILED, INTERRUPTED = "running", "completed", "failed", "interrupted"
+PRUNED = "pruned"  # stopped early by a search's pruner (experiments.search.pruning)
 # What `resume=last` picks: interrupted runs, and "running" ones that are not running any more (killed hard).
 RESUMABLE = (INTERRUPTED, RUNNING)
 
@@ -304,6 +306,11 @@ class RunDir:
 
         start = hparams.session_start_summary(hparams.session_hparams(None, overrides))
         hparams.write(self.path, [start, hparams.session_end_summary(FAILED)])
+
+    def prune(self, message: str) -> None:
+        """Mark a run that a search's pruner stopped early; its checkpoints and epochs so far stay."""
+        self._write({**self.record(), "status": PRUNED, "error": message})
+        self._end_session(PRUNED)
 
     def interrupt(self, message: str) -> None:
         """Mark a run stopped by a signal after saving last.ckpt. Its HParams session stays open (TensorBoard

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import console
 from experiments.checkpoints import resume
-from experiments.config import names, schema
+from experiments.config import mistakes, names, schema
 from experiments.config.build import build, build_group, rejected
 from experiments.lifecycle.failures import report_failure
 from experiments.rundir import RunDir, run_info
@@ -45,6 +45,7 @@ def train(cfg: DictConfig, run_dir: RunDir, overrides: list[str], in_sweep: bool
     import torch
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import TensorBoardLogger
 
     from experiments import atomic
     from experiments.checkpoints import continuity, io, load
@@ -90,6 +91,9 @@ def train(cfg: DictConfig, run_dir: RunDir, overrides: list[str], in_sweep: bool
         else:
             atomic.write_text(run_dir.config, OmegaConf.to_yaml(cfg, resolve=True))
         hparams.start_session(trainer.loggers, cfg, overrides, in_sweep=in_sweep)
+        for logger in trainer.loggers:  # other trackers (MLflow) get the same settings as TensorBoard's HParams
+            if not isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(hparams.session_hparams(cfg, overrides))
 
     started = time.perf_counter()
     if cfg.train:
@@ -105,7 +109,8 @@ def train(cfg: DictConfig, run_dir: RunDir, overrides: list[str], in_sweep: bool
     if cfg.test:
         checkpoint = trainer.checkpoint_callback
         best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) and cfg.train else ""
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        # verbose=False: Lightning's table of test metrics would repeat the summary printed at the end.
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
         metrics.update({key: _scalar(trainer.callback_metrics, key) for key in ("test/acc", "test/loss")})
         write_test_figures(trainer, model, datamodule, int(cfg.test_figures))
 
@@ -143,6 +148,7 @@ def run(cfg: DictConfig) -> float | None:
     is_global_zero = True
     try:
         schema.validate(cfg, overrides)  # a config mistake is reported before torch and Lightning are imported
+        log.info(console.loading_line())  # the import below takes seconds: say so at once
         from experiments.launch import ddp, parallel  # torch and Lightning: only now that a run starts
 
         is_global_zero = ddp.is_global_zero()
@@ -171,6 +177,7 @@ def run(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.get("optimized_metric", "val/acc_best"))
 
 
+@mistakes.one_line_mistakes  # Hydra's config mistakes (unknown key or option, wrong type) as one line
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     return run(cfg)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.config.preflight import writable_problem
 from experiments.console import tolerant_streams
-from experiments.errors import ConfigError, is_bug, one_line
+from experiments.errors import ConfigError, full_error, is_bug, one_line
 
 # The same folder train.py composes from; each command reads its own <command>.yaml there.
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -36,7 +36,7 @@ def one_line_errors(task: Callable[[DictConfig], None]) -> Callable[[DictConfig]
         try:
             task(cfg)
         except Exception as exc:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            if full_error():
                 raise
             message = one_line(exc)
             if is_bug(exc):

@@ -14,10 +14,12 @@ import hydra
 from omegaconf import DictConfig
 
 from experiments.commands import CONFIG_DIR, one_line_errors, required
+from experiments.config.mistakes import one_line_mistakes
 from experiments.config.preflight import writable_problem
 from experiments.errors import ConfigError
 
 
+@one_line_mistakes  # Hydra's config mistakes as one line (experiments.config.mistakes)
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="compare")
 @one_line_errors
 def main(cfg: DictConfig) -> None:

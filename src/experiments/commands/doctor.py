@@ -7,13 +7,54 @@ picks, and where MNIST / Fashion-MNIST were found. The keys are in conf/doctor.y
 from __future__ import annotations
 
 import platform
+from importlib import metadata
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from experiments.commands import CONFIG_DIR, one_line_errors
+from experiments.config.mistakes import one_line_mistakes
 from experiments.errors import ConfigError
+
+# Lightning releases never to run: 2.6.2 and 2.6.3 on PyPI were credential-stealing malware (advisory
+# GHSA-w37p-236h-pfx3, Lightning-AI/pytorch-lightning#21691); before 2.6.6, load_from_checkpoint could run
+# arbitrary code (fixed by #21832, #21914). pyproject.toml admits neither; this names one found installed.
+COMPROMISED = {"2.6.2", "2.6.3"}
+FIXED = "2.6.6"
+LIGHTNING_DISTRIBUTIONS = ("lightning", "pytorch-lightning")
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of a distribution, read from its metadata (None: not installed)."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def lightning_problems() -> list[str]:
+    """One line per installed Lightning distribution that is compromised or vulnerable, with the fix."""
+    from packaging.version import Version
+
+    problems = []
+    for name in LIGHTNING_DISTRIBUTIONS:
+        version = installed_version(name)
+        if version is None:
+            continue
+        fix = f"remove it and install {name}>={FIXED} (e.g. .venv/bin/pip install -r requirements.lock)"
+        if Version(version).base_version in COMPROMISED:
+            problems.append(
+                f"{name} {version} is the COMPROMISED release (credential-stealing malware, advisory "
+                f"GHSA-w37p-236h-pfx3): treat this machine's credentials as stolen; {fix}"
+            )
+        elif Version(version) < Version(FIXED):
+            problems.append(
+                f"{name} {version} is vulnerable: load_from_checkpoint can run arbitrary code "
+                f"(fixed in {FIXED}, Lightning-AI/pytorch-lightning#21832); {fix}"
+            )
+    return problems
+
 
 # Where conf/data/fashion_mnist.yaml also looks (Debian's dataset-fashion-mnist package).
 EXTRA_SEARCH_DIRS = {"mnist": [], "fashion_mnist": ["/usr/share/datasets/fashion-mnist"]}
@@ -52,6 +93,7 @@ def report(data_dir: str) -> list[str]:
         f"cuDNN:       {torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else 'not available'}",
         f"MPS:         available: {mps}",
         f"Lightning:   {lightning.__version__}",
+        *(f"WARNING:     {problem}" for problem in lightning_problems()),
         f"Hydra:       {hydra.__version__}",
         f"GPUs:        {torch.cuda.device_count() if cuda else 0}",
     ]
@@ -69,6 +111,7 @@ def report(data_dir: str) -> list[str]:
     return lines
 
 
+@one_line_mistakes  # Hydra's config mistakes as one line (experiments.config.mistakes)
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="doctor")
 @one_line_errors
 def main(cfg: DictConfig) -> None:

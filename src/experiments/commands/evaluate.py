@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from experiments.atomic import write_text
 from experiments.commands import CONFIG_DIR, one_line_errors, output_file, required
+from experiments.config.mistakes import one_line_mistakes
 from experiments.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ def report(result: Evaluation, files: RunFiles) -> str:
     return "\n".join(lines)
 
 
+@one_line_mistakes  # Hydra's config mistakes as one line (experiments.config.mistakes)
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 @one_line_errors
 def main(cfg: DictConfig) -> None:

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from experiments.atomic import write_text
 from experiments.commands import CONFIG_DIR, one_line_errors, output_file, required
+from experiments.config.mistakes import one_line_mistakes
 from experiments.errors import CheckpointError, ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -186,6 +187,7 @@ def write_csv(path: Path, rows: list[tuple[Path, list[tuple[str, float]]]]) -> N
     write_text(path, text.getvalue())
 
 
+@one_line_mistakes  # Hydra's config mistakes as one line (experiments.config.mistakes)
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
 @one_line_errors
 def main(cfg: DictConfig) -> None:

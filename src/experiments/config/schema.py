@@ -124,6 +124,8 @@ class TrainConfig(Schema):
     ckpt_path: str | None = MISSING
     resume: str | None = MISSING
     optimized_metric: str = MISSING
+    # Set by `hparams_search=optuna` (SearchConfig); absent otherwise.
+    hparams_search: Any = None
 
     def __post_init__(self) -> None:
         for group in ("data", "model", "trainer", "paths"):
@@ -164,6 +166,21 @@ class TrainConfig(Schema):
             raise ConfigError(
                 f"model.input_size={size} must be {IMAGE_PIXELS}: data={self.data.dataset} images are 28x28 pixels"
             )
+
+
+# --- hparams_search: conf/hparams_search/optuna.yaml (what the jobs of a search need) ---
+
+PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclass
+class SearchConfig(Schema):
+    KEY: ClassVar[str] = "hparams_search"
+    # Which trials stop early on their per-epoch val/acc (experiments.search.study.make_pruner).
+    pruner: str = MISSING
+
+    def __post_init__(self) -> None:
+        self.require("pruner", self.pruner in PRUNERS, _one_of(PRUNERS))
 
 
 # --- paths: conf/paths/default.yaml (where things are; Hydra makes the run directories under log_dir) ---
@@ -649,6 +666,7 @@ SCHEMAS: dict[str, type[Schema]] = {
     "cosine": CosineConfig,
     "trainer": TrainerConfig,
     "benchmark": BenchmarkConfig,
+    "search": SearchConfig,
 }
 
 

@@ -27,11 +27,13 @@ from experiments.errors import (
     DataError,
     ExperimentError,
     RunInterrupted,
+    RunPruned,
+    full_error,
     is_bug,
     one_line,
     os_error_of,
 )
-from experiments.rundir import FAILED, INTERRUPTED, RunDir
+from experiments.rundir import FAILED, INTERRUPTED, PRUNED, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ FAILED_JOB_RESULT: float | None = None
 
 class Failure(Enum):
     INTERRUPTED = "Ctrl-C or SIGTERM: last.ckpt was saved"
+    PRUNED = "a search's pruner stopped the trial early: an answer, not an error"
     RESUME_REFUSED = "a resume that cannot start (a mistake, data moved, a bad checkpoint)"
     SWEEP_JOB = "a job of a multirun"
     RUN = "a run whose training started"
@@ -66,6 +69,8 @@ class Ending:
 ENDINGS: dict[Failure, Ending] = {
     # 128 + the signal's number, the shell's "killed by this signal"; a non-zero exit stops a sweep too.
     Failure.INTERRUPTED: Ending(RunDirAfter.MARKED, INTERRUPTED, exit_code=128),
+    # The sweeper finds its trial already told PRUNED (experiments.search.pruning); the search goes on.
+    Failure.PRUNED: Ending(RunDirAfter.MARKED, PRUNED, exit_code=None),
     Failure.RESUME_REFUSED: Ending(RunDirAfter.KEPT, None, exit_code=1),
     # The sweep report lists it; a job that failed before training gets a record saying so.
     Failure.SWEEP_JOB: Ending(RunDirAfter.MARKED, FAILED, exit_code=None),
@@ -77,6 +82,8 @@ ENDINGS: dict[Failure, Ending] = {
 def classify(exc: BaseException, run_dir: RunDir, resuming: bool, multirun: bool) -> Failure:
     if isinstance(exc, RunInterrupted):
         return Failure.INTERRUPTED
+    if isinstance(exc, RunPruned):
+        return Failure.PRUNED
     if resuming and isinstance(exc, (ConfigError, DataError, CheckpointError)):
         return Failure.RESUME_REFUSED
     if multirun:
@@ -106,7 +113,7 @@ def report_failure(
         if isinstance(exc, ExperimentError):
             sys.exit(0)
         raise exc
-    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    wants_traceback = full_error()
     kind = classify(exc, run_dir, resuming, multirun)
     ending = ENDINGS[kind]
     message = one_line(exc)
@@ -128,6 +135,8 @@ def report_failure(
         with contextlib.suppress(OSError):
             if ending.status == INTERRUPTED:
                 run_dir.interrupt(message)
+            elif ending.status == PRUNED:
+                run_dir.prune(message)
             else:
                 run_dir.fail(message, overrides, tensorboard)
     elif ending.run_dir is RunDirAfter.DELETED:
@@ -136,12 +145,15 @@ def report_failure(
             handler.close()
         shutil.rmtree(run_dir.path, ignore_errors=True)
 
-    if full_error:
+    if wants_traceback:
         raise exc
     if kind is Failure.INTERRUPTED:
         assert isinstance(exc, RunInterrupted)
         print(f"interrupted: {message}; continue with: {resume_command(run_dir.path)}", file=sys.stderr)
         sys.exit((ending.exit_code or 0) + exc.signum)
+    if kind is Failure.PRUNED:
+        log.info(message)  # a line of the run, not an error: the search goes on
+        return FAILED_JOB_RESULT
     print(f"error: {console}", file=sys.stderr, flush=True)
     if ending.exit_code is None:
         return FAILED_JOB_RESULT

@@ -9,6 +9,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
+from experiments.errors import RunPruned
 from experiments.lifecycle.callback import RunLifecycle
 from experiments.rundir import RunDir, finite_or_none
 
@@ -99,6 +100,10 @@ class RunRecord(Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush_epoch(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, RunPruned):  # stopped at the end of a finished epoch: that epoch is kept
+            self._flush_epoch(trainer)
 
     def _flush_epoch(self, trainer: L.Trainer) -> None:
         """Write the finished epoch's row. Deferred to here (its checkpoint, else the next epoch's start)

@@ -1,6 +1,6 @@
 """Sweep figures: best val accuracy over a batch size x learning rate grid, the trials of a search (Optuna)
-as a scatter, val accuracy curves per job, and the mean test accuracy of each configuration of a sweep
-over seeds.
+as a scatter, val accuracy and train loss per epoch (per job, or per configuration with a seed band), and
+each configuration's test accuracy against the best with its confidence interval (a sweep over seeds).
 
 matplotlib is imported inside the functions (no pyplot, no GUI backend): only the report needs it.
 """
@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 from experiments.config.names import short_overrides
 from experiments.plotting import new_figure
+from experiments.rundir import PRUNED
 from experiments.sweeps.results import COMPLETED, FAILED, INCOMPLETE, NOT_STARTED, JobResult, varying_overrides
-from experiments.sweeps.stats import BEST, WITHIN_NOISE, ConfigResult
+from experiments.sweeps.stats import BEST, BETTER, WORSE, ConfigResult, seed_band
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -22,9 +23,9 @@ if TYPE_CHECKING:
 # not a grid (a search draws continuous lrs): its jobs are drawn as a scatter, as a search's are.
 MAX_GRID_VALUES = 10
 _COLOR_SPAN = 10.0  # accuracy points covered by the heatmap's colour scale
-_ZOOM_SPAN = 5.0  # accuracy points shown in the curves' zoomed panel
-# Bars more than this many accuracy points below the best mean (chance level) are cut off at the left
-# edge: drawn in full, they would squash the differences between the good configurations.
+# Curves and bars more than this many accuracy points below the best (diverged jobs at chance level) are cut
+# off at the axis: drawn in full, they would squash the differences between the good configurations.
+_CURVE_SPAN = 10.0
 _BAR_SPAN = 10.0
 
 
@@ -104,7 +105,7 @@ def scatter_figure(jobs: list[JobResult], metric: str = "val/acc_best") -> Figur
     percent = "acc" in metric  # accuracies are stored as fractions and shown in %, like everywhere else
     scale = 100.0 if percent else 1.0
     drawn = [j for j in jobs if j.lr is not None and j.status != NOT_STARTED]
-    with_value = [j for j in drawn if j.status in (COMPLETED, INCOMPLETE) and j.value(metric) is not None]
+    with_value = [j for j in drawn if j.status in (COMPLETED, PRUNED, INCOMPLETE) and j.value(metric) is not None]
     without = [j for j in drawn if j not in with_value]
     name = "failed" if all(j.status == FAILED for j in without) else "failed or no value"
     colors = matplotlib.colormaps["tab10"].colors
@@ -122,7 +123,8 @@ def scatter_figure(jobs: list[JobResult], metric: str = "val/acc_best") -> Figur
             ys = [j.value(metric) * scale for j in cut]
             ax.scatter([j.lr for j in cut], ys, facecolors="none", edgecolors=color, s=40, label=label)
     if any(j.status != COMPLETED for j in with_value):
-        ax.scatter([], [], facecolors="none", edgecolors="grey", s=40, label="hollow: interrupted (best epoch)")
+        cut_short = "pruned or interrupted" if any(j.status == PRUNED for j in with_value) else "interrupted"
+        ax.scatter([], [], facecolors="none", edgecolors="grey", s=40, label=f"hollow: {cut_short} (best epoch)")
     if without:
         # x in data coordinates, y in axes coordinates: a row along the bottom, below every point (the
         # margin below), whatever the metric's range.
@@ -153,69 +155,133 @@ def scatter_figure(jobs: list[JobResult], metric: str = "val/acc_best") -> Figur
     return fig
 
 
-def curves_figure(jobs: list[JobResult]) -> Figure:
-    """Val accuracy per epoch, one line per job: all jobs on the left; on the right the top few points,
-    where the good configurations differ (diverged jobs sit at chance level and squash them on the left)."""
-    import matplotlib
+def curves_figure(jobs: list[JobResult], configs: list[ConfigResult] | None = None) -> Figure:
+    """Val accuracy and train loss per epoch. With `configs` (a sweep over seeds): one colour per
+    configuration, its mean over seeds with a band of ± 1 sample std. Without: one line per job, dashed for
+    a failed or incomplete one. Val accuracies more than _CURVE_SPAN points below the best sit under the
+    axis (diverged jobs at chance level would squash the others into one line); the title says so."""
     from matplotlib.ticker import MaxNLocator
 
     fig = new_figure(12.0, 5.0)
-    full, zoom = fig.subplots(1, 2, sharex=True)
-    colors = matplotlib.colormaps["tab20"].colors
-    _, varied = varying_overrides(jobs)
-    best = max((j.val_acc_best * 100 for j in jobs if j.val_acc_best is not None), default=None)
-    for i, job in enumerate(sorted(jobs, key=lambda j: j.num)):
-        points = [(e + 1, v * 100) for e, v in enumerate(job.val_acc_per_epoch) if v is not None]
-        if not points:
-            continue
-        epochs, accs = zip(*points, strict=True)
-        style = "-" if job.status == COMPLETED else "--"
-        label = short_overrides(",".join(varied.get(job.job, []))) or job.name  # what differs between jobs
-        for ax in (full, zoom):
-            ax.plot(epochs, accs, style, marker="o", markersize=3, color=colors[i % len(colors)], label=label)
-    if best is None:
-        full.text(0.5, 0.5, "no job finished an epoch", ha="center", va="center", transform=full.transAxes)
+    val_ax, loss_ax = fig.subplots(1, 2, sharex=True)
+    shown: list[float] = []  # every val accuracy drawn, in %
+    if configs is not None:
+        drawn = [c for c in configs if c.n]
+        colors = _colors(len(drawn))
+        for config, color in zip(drawn, colors, strict=True):
+            label = f"{short_overrides(','.join(config.varied)) or config.label} (n={config.n})"
+            for ax, key, scale in ((val_ax, "val/acc", 100.0), (loss_ax, "train/loss", 1.0)):
+                band = seed_band(config, key)
+                if not band:
+                    continue
+                epochs = [e for e, _, _ in band]
+                means = [m * scale for _, m, _ in band]
+                stds = [s * scale for _, _, s in band]
+                ax.plot(epochs, means, "-", marker="o", markersize=3, color=color, label=label)
+                low = [m - s for m, s in zip(means, stds, strict=True)]
+                high = [m + s for m, s in zip(means, stds, strict=True)]
+                ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
+                if key == "val/acc":
+                    shown += low + high
+        title = "Mean over seeds, band: ± 1 std (one colour per configuration)"
     else:
-        zoom.set_ylim(best - _ZOOM_SPAN, best + 0.3)
-        zoom.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), ncols=1 + len(jobs) // 25)
-    for ax, title in ((full, "all jobs"), (zoom, f"top {_ZOOM_SPAN:g} points")):
+        _, varied = varying_overrides(jobs)
+        ordered = sorted(jobs, key=lambda j: j.num)
+        for job, color in zip(ordered, _colors(len(ordered)), strict=True):
+            style = "-" if job.status == COMPLETED else "--"
+            label = short_overrides(",".join(varied.get(job.job, []))) or job.name  # what differs between jobs
+            for ax, curve, scale in ((val_ax, job.val_acc_per_epoch, 100.0), (loss_ax, job.train_loss_per_epoch, 1.0)):
+                points = [(e + 1, v * scale) for e, v in enumerate(curve) if v is not None]
+                if points:
+                    epochs, values = zip(*points, strict=True)
+                    ax.plot(epochs, values, style, marker="o", markersize=3, color=color, label=label)
+                    if ax is val_ax:
+                        shown += values
+        title = "One line per job (dashed: failed or incomplete)"
+    if not shown:
+        val_ax.text(0.5, 0.5, "no job finished an epoch", ha="center", va="center", transform=val_ax.transAxes)
+    else:
+        top = max(shown)
+        bottom = max(min(shown), top - _CURVE_SPAN)
+        pad = 0.05 * max(top - bottom, 0.1)
+        val_ax.set_ylim(bottom - pad, min(top + pad, 100.0))
+        if min(shown) < bottom:
+            title += f"; val accuracies below {bottom:.0f} % are under the axis"
+        handles, labels = val_ax.get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=7, loc="outside right center", ncols=1 + len(labels) // 25)
+    val_ax.set_ylabel("val accuracy (%)")
+    val_ax.set_title("Validation accuracy")
+    loss_ax.set_ylabel("train loss (log scale)")
+    loss_ax.set_title("Training loss (last logged step of each epoch)")
+    if loss_ax.has_data():
+        loss_ax.set_yscale("log")
+    for ax in (val_ax, loss_ax):
         ax.set_xlabel("epoch")
-        ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    full.set_ylabel("val accuracy (%)")
-    fig.suptitle("Validation accuracy per epoch (dashed: failed or incomplete jobs)")
+    fig.suptitle(title)
     return fig
 
 
+def _colors(count: int) -> list[tuple[float, ...]]:
+    """Distinct colours: tab10 up to 10 lines, tab20 up to 20, then tab20 again (the legend tells them apart)."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10" if count <= 10 else "tab20"].colors
+    return [palette[i % len(palette)] for i in range(count)]
+
+
 def bars_figure(configs: list[ConfigResult]) -> Figure:
-    """Mean test accuracy ± sample std per configuration, best on top: the best in orange, those within
-    noise of it in blue, the others in grey. Each label carries the numbers, as clipped bars lose them."""
-    fig = new_figure(8.0, max(2.5, 0.5 * len(configs) + 1.5))
+    """Each configuration's test accuracy minus the best's, in points, with the 95 % CI of the difference; the
+    best at 0 (orange), with the CI of its own mean around it.
+    Colour by verdict: grey worse, blue not distinguishable, green better. The axis spans
+    the differences and their intervals, down to _BAR_SPAN points below the best: a configuration further
+    down (diverged, at chance level) is cut at the left edge, its number in its label."""
+    fig = new_figure(8.5, max(2.5, 0.55 * len(configs) + 1.6))
     ax = fig.add_subplot()
+    best = configs[0] if configs and configs[0].verdict == BEST else None
     shown = [c for c in configs if c.test.mean is not None]
-    if not shown:
+    if best is None or best.test.mean is None or not shown:
         ax.text(0.5, 0.5, "no configuration has a test accuracy", ha="center", va="center")
         ax.set_axis_off()
         return fig
-    means = [(c.test.mean or 0.0) * 100 for c in shown]
-    stds = [(c.test.std or 0.0) * 100 for c in shown]
-    colors = [
-        "tab:orange" if c.verdict == BEST else "tab:blue" if c.verdict.startswith(WITHIN_NOISE) else "tab:gray"
-        for c in shown
-    ]
-    labels = [
-        f"{short_overrides(','.join(c.varied)) or c.label}\n{m:.2f} ± {s:.2f} (n={c.test.n})"
-        for c, m, s in zip(shown, means, stds, strict=True)
-    ]
-    ax.barh(range(len(shown)), means, xerr=stds, color=colors, capsize=4)
-    ax.set_yticks(range(len(shown)), labels, fontsize=8)
+    colors = {BEST: "tab:orange", WORSE: "tab:gray", BETTER: "tab:green"}
+    rows = []  # (label, difference, low, high, colour), in points
+    for config in shown:
+        name = short_overrides(",".join(config.varied)) or config.label
+        mean = (config.test.mean or 0.0) * 100
+        comparison = config.comparison
+        if config is best:
+            ci = config.test.ci
+            text = f"{mean:.2f} %" + ("" if ci is None else f" [{ci[0] * 100:.2f}, {ci[1] * 100:.2f}]")
+            low, high = (0.0, 0.0) if ci is None else (ci[0] * 100 - mean, ci[1] * 100 - mean)  # its own CI
+            rows.append((f"{name} (n={config.test.n})\nbest: {text}", 0.0, low, high, colors[BEST]))
+        elif comparison is None:
+            difference = mean - best.test.mean * 100
+            label = f"{name} (n={config.test.n})\n{difference:+.2f} (no test)"
+            rows.append((label, difference, difference, difference, "white"))
+        else:
+            difference, (low, high) = comparison.difference * 100, comparison.ci
+            color = colors.get(config.verdict, "tab:blue")
+            text = f"{difference:+.2f} [{low * 100:+.2f}, {high * 100:+.2f}], p={comparison.p_holm:.2g}"
+            rows.append((f"{name} (n={config.test.n})\n{text}", difference, low * 100, high * 100, color))
+    labels, diffs, lows, highs, bar_colors = zip(*rows, strict=True)
+    errors = [[d - lo for d, lo in zip(diffs, lows, strict=True)], [hi - d for d, hi in zip(diffs, highs, strict=True)]]
+    ax.barh(range(len(rows)), diffs, xerr=errors, color=bar_colors, edgecolor="black", linewidth=0.5, capsize=4)
+    ax.plot([0.0], [0], "D", color=colors[BEST], markersize=8, zorder=3)  # the best: a bar of length 0
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.invert_yaxis()
-    high = max(m + s for m, s in zip(means, stds, strict=True))
-    near = [m - s for m, s in zip(means, stds, strict=True) if m >= max(means) - _BAR_SPAN]
-    low = max(min(near) - 0.5, 0.0)
-    ax.set_xlim(low, min(high + 0.05 * (high - low) + 0.01, 100.0))
-    ax.set_xlabel("test accuracy (%), mean ± std over seeds")
+    ax.axvline(0.0, color="black", linewidth=1)
+    left = min(v for v in (*lows, *diffs, 0.0) if v >= -_BAR_SPAN)
+    right = max(max(highs), 0.0)
+    pad = 0.08 * max(right - left, 0.2)
+    ax.set_xlim(left - pad, right + pad)
+    ax.set_xlabel("test accuracy minus the best configuration's (points), with its 95% confidence interval")
     ax.grid(axis="x", alpha=0.3)
-    ax.set_title("Test accuracy per configuration (orange: best; blue: within noise of best; grey: worse)", fontsize=9)
+    clipped = " (bars beyond the left edge are cut)" if min(lows) < left - pad else ""
+    ax.set_title(
+        "Test accuracy against the best (orange: the best, with the CI of its own mean)\n"
+        f"Holm-adjusted tests: grey worse, blue not distinguishable, green better{clipped}",
+        fontsize=9,
+    )
     return fig

@@ -10,7 +10,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from experiments.config import mistakes
 from experiments.rundir import FAILED, RunDir
+from experiments.search.study import SWEEPER
 from experiments.sweeps.plan import grid_jobs
 from experiments.sweeps.results import is_job_dir
 
@@ -41,7 +43,7 @@ class SweepCheck(Callback):
             try:
                 loader.load_sweep_config(config, job)
             except (HydraException, OmegaConfBaseException) as exc:
-                reason = " ".join(str(exc).split())
+                reason = mistakes.describe(exc) or mistakes.other(exc)
                 given = {a.split("=", 1)[0] for a in arguments if "," not in a}
                 swept = [o for o in job if o.split("=", 1)[0] not in given] or job
                 _fail(
@@ -56,6 +58,8 @@ class SweepOutcome(Callback):
     single run that fails does. Each failed job already printed its own line and is listed in the report."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if str(config.hydra.sweeper.get("_target_", "")) == SWEEPER:  # a search: its own verdict says it
+            return
         sweep_dir = Path(str(config.hydra.sweep.dir))
         jobs = [RunDir(p) for p in sorted(sweep_dir.iterdir()) if is_job_dir(p)] if sweep_dir.is_dir() else []
         if jobs and all(job.status() == FAILED for job in jobs):

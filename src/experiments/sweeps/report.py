@@ -3,10 +3,12 @@ curves.png in the sweep directory. Every planned job is a row: those that never 
 (experiments.sweeps.plan, written when the multirun starts), so a sweep killed hard still reports in full.
 
 A sweep that repeats configurations over `seed` (e.g. `seed=1,2,3`) is reported per configuration instead:
-summary.csv and summary.md hold one row per configuration (n, mean, std, min, max over its seeds, and
-whether it is within noise of the best; experiments.sweeps.stats), the per-job rows move to jobs.csv and
-to the end of summary.md, and bars.png (mean test accuracy ± std) is also logged to TensorBoard as
-`sweep/bars` in <sweep dir>/report/. The heatmap, of means, is drawn only for a batch size x lr grid.
+summary.csv and summary.md hold one row per configuration (its mean and 95 % CI, its difference to the best
+with a paired or Welch t-test, Holm-adjusted, and a verdict; experiments.sweeps.stats), the per-job rows move
+to jobs.csv and to the end of summary.md, bars.png shows the differences to the best with their intervals,
+curves.png one seed band per configuration; the bar chart and the bands also go to TensorBoard, in the
+sweep's report run <sweep dir>/zz_report (experiments.tensorboard.sweep). The heatmap, of means, is drawn
+only for a batch size x lr grid.
 
 Written by `SweepReportCallback` when a Hydra multirun ends (hydra.callbacks.sweep_report in
 conf/hydra/default.yaml; it writes the plan when the multirun starts) and by
@@ -25,12 +27,14 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from experiments import atomic, console
+from experiments.config import names
+from experiments.rundir import PRUNED
 from experiments.sweeps.plan import GRID, SEARCH, mark_finished, read_plan, write_plan
 from experiments.sweeps.results import (
     COMPLETED,
@@ -44,16 +48,20 @@ from experiments.sweeps.results import (
 from experiments.sweeps.stats import (
     ALPHA,
     BEST,
+    BETTER,
+    CURVES,
+    MAX_SEEDS,
+    NOT_DISTINGUISHABLE,
     RULE,
+    WORSE,
     ConfigResult,
     Spread,
     group_by_config,
+    not_distinguishable,
     repeats_seeds,
-    within_noise,
+    seed_band,
 )
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from experiments.tensorboard.sweep import REPORT_DIR, write_report_runs
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +84,17 @@ CONFIG_COLUMNS = [
     "overrides",
     "n",
     "failed",
-    *(f"{metric}_{stat}" for metric in ("val_acc_best", "test_acc") for stat in ("mean", "std", "min", "max")),
-    "train_seconds_mean",
+    *(f"val_acc_best_{stat}" for stat in ("mean", "std", "min", "max")),
+    *(f"test_acc_{stat}" for stat in ("mean", "std", "ci_low", "ci_high", "min", "max")),
+    "test_diff",  # mean test accuracy minus the best configuration's (paired: mean of the per-seed differences)
+    "test_diff_ci_low",
+    "test_diff_ci_high",
+    "test",  # paired t | Welch t
     "p_value",
+    "p_holm",
+    "seeds_for_80_power",
     "verdict",
+    "train_seconds_mean",
 ]
 # Keys of a batch size x learning rate grid: only then is a heatmap of the configurations' means drawn.
 GRID_KEYS = {"data.batch_size", "model.optimizer.lr"}
@@ -136,20 +151,36 @@ def write_config_csv(configs: list[ConfigResult], path: Path) -> Path:
     with _csv_file(path) as writer:
         writer.writerow(CONFIG_COLUMNS)
         for rank, config in enumerate(configs, 1):
-            spreads = [(s.mean, s.std, s.min, s.max) for s in (config.val, config.test)]
+            val, test, comparison = config.val, config.test, config.comparison
+            ci = test.ci or (None, None)
+            versus: list[object] = ["", "", "", "", "", "", ""]
+            if comparison is not None:
+                versus = [
+                    _fmt(comparison.difference, ".4f"),
+                    *(_fmt(v, ".4f") for v in comparison.ci),
+                    comparison.test,
+                    _fmt(comparison.p_value, ".4g"),
+                    _fmt(comparison.p_holm, ".4g"),
+                    _seeds(comparison.seeds_needed),
+                ]
             writer.writerow(
                 [
                     rank,
                     " ".join(config.overrides),
                     config.n,
                     config.failed,
-                    *(_fmt(value, ".4f") for spread in spreads for value in spread),
-                    _fmt(config.train_seconds, ".1f"),
-                    _fmt(config.p_value, ".4g"),
+                    *(_fmt(v, ".4f") for v in (val.mean, val.std, val.min, val.max)),
+                    *(_fmt(v, ".4f") for v in (test.mean, test.std, *ci, test.min, test.max)),
+                    *versus,
                     config.verdict,
+                    _fmt(config.train_seconds, ".1f"),
                 ]
             )
     return path
+
+
+def _seeds(needed: int | None) -> str:
+    return "" if needed is None else f"> {MAX_SEEDS}" if needed > MAX_SEEDS else str(needed)
 
 
 def _mean_std(spread: Spread) -> str:
@@ -159,23 +190,41 @@ def _mean_std(spread: Spread) -> str:
     return f"{spread.mean * 100:.2f}" + ("" if spread.std is None else f" ± {spread.std * 100:.2f}")
 
 
+def _mean_ci(spread: Spread) -> str:
+    """'97.92 [97.80, 98.04]' in %: the mean and its 95 % CI; the mean alone for a single value."""
+    if spread.mean is None:
+        return ""
+    ci = spread.ci
+    return f"{spread.mean * 100:.2f}" + ("" if ci is None else f" [{ci[0] * 100:.2f}, {ci[1] * 100:.2f}]")
+
+
 def config_markdown_table(configs: list[ConfigResult]) -> str:
     lines = [
-        "| # | configuration | n | best val acc | test acc | test min-max | train s | failed | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| # | configuration | n | best val acc | test acc [95% CI] | vs best [95% CI] | p (Holm) | verdict "
+        "| seeds for 80% power | train s (load-dependent) | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for rank, config in enumerate(configs, 1):
-        test = config.test
+        comparison = config.comparison
+        versus = p = seeds = ""
+        if comparison is not None:
+            low, high = comparison.ci
+            versus = f"{comparison.difference * 100:+.2f} [{low * 100:+.2f}, {high * 100:+.2f}]"
+            p = f"{comparison.p_holm:.2g} ({comparison.test})"
+            if config.verdict.startswith(NOT_DISTINGUISHABLE):
+                seeds = _seeds(comparison.seeds_needed) or "no difference seen"
         cells = [
             str(rank),
             " ".join(f"`{o}`" for o in config.varied) or config.label,
             str(config.n),
             _mean_std(config.val),
-            _mean_std(test),
-            "" if test.min is None or test.max is None else f"{test.min * 100:.2f}-{test.max * 100:.2f}",
+            _mean_ci(config.test),
+            versus,
+            p,
+            f"**{config.verdict}**" if config.verdict == BEST else config.verdict,
+            seeds,
             _fmt(config.train_seconds, ".1f"),
             str(config.failed) if config.failed else "",
-            f"**{config.verdict}**" if config.verdict == BEST else config.verdict,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -209,8 +258,8 @@ def markdown_table(jobs: list[JobResult]) -> str:
 
 def _counts(jobs: list[JobResult]) -> str:
     """'16 jobs: 5 completed, 1 failed, 1 incomplete, 9 not started'."""
-    number = {status: sum(j.status == status for j in jobs) for status in (COMPLETED, FAILED, INCOMPLETE)}
-    text = f"{len(jobs)} jobs: " + ", ".join(f"{n} {status}" for status, n in number.items())
+    number = {status: sum(j.status == status for j in jobs) for status in (COMPLETED, PRUNED, FAILED, INCOMPLETE)}
+    text = f"{len(jobs)} jobs: " + ", ".join(f"{n} {status}" for status, n in number.items() if n or status != PRUNED)
     not_started = sum(j.status == NOT_STARTED for j in jobs)
     return text + (f", {not_started} {NOT_STARTED}" if not_started else "")
 
@@ -229,7 +278,8 @@ def write_markdown(
             f"# Sweep {sweep_dir.name}",
             "",
             f"{counts} Sorted best first by best validation accuracy; accuracies in %; samples/s is training "
-            "throughput (mean over epochs).",
+            "throughput (mean over epochs). train s and samples/s are wall clock: they depend on machine load "
+            "(other processes, jobs running side by side).",
             "",
         ]
     else:
@@ -237,11 +287,13 @@ def write_markdown(
             f"# Sweep {sweep_dir.name}",
             "",
             f"{counts} {len(configs)} configurations, each run with several seeds: one row per configuration, "
-            "sorted best first by mean best validation accuracy; accuracies in % as mean ± sample std over its "
-            "n completed jobs; train s is their mean training time; failed counts failed, incomplete or not started "
-            "jobs.",
+            "best first. Accuracies in %: best val acc as mean ± sample std over the configuration's n completed "
+            "jobs, test acc as mean [95% confidence interval]; vs best is the difference in test accuracy to the "
+            "best configuration, in points, with its 95% CI. train s is the mean training time of a job: wall "
+            "clock, so it depends on machine load (other processes, jobs running side by side); compare it only "
+            "between jobs that ran under the same load. failed counts failed, incomplete or not started jobs.",
             "",
-            f"Ranking rule: {RULE}",
+            f"Rule: {RULE}",
             "",
         ]
     if shared:
@@ -251,13 +303,14 @@ def write_markdown(
         lines += [markdown_table(jobs), "", f"![{alt}]({picture})", ""]
         lines += ["![val accuracy](curves.png)", ""]
     else:
-        lines += [config_markdown_table(configs), "", "![test accuracy per configuration](bars.png)", ""]
+        lines += [config_markdown_table(configs), "", "![test accuracy against the best](bars.png)", ""]
         if (sweep_dir / "heatmap.png").is_file():
             lines += ["![mean best val accuracy](heatmap.png)", ""]
-        lines += ["![val accuracy](curves.png)", "", "## Jobs", "", markdown_table(jobs), ""]
+        lines += ["![val accuracy and train loss, mean ± 1 std over seeds](curves.png)", ""]
+        lines += ["## Jobs", "", markdown_table(jobs), ""]
     problems = [j for j in jobs if j.status != COMPLETED]
     if problems:
-        lines += ["## Failed, incomplete or not started jobs", ""]
+        lines += ["## Pruned, failed, incomplete or not started jobs", ""]
         for job in problems:
             # A job never started has no directory to name: what differs in its overrides says which it is.
             what = " ".join(f"`{o}`" for o in varied[job.job]) if job.status == NOT_STARTED else f"`{job.job}`"
@@ -291,13 +344,23 @@ def write_report(sweep_dir: Path) -> SweepReport:
         return SweepReport(sweep_dir, jobs, files)
 
     configs = group_by_config(jobs)
+    bars = figures.bars_figure(configs)
+    report_dir = sweep_dir / REPORT_DIR
     files = {
         "csv": write_config_csv(configs, sweep_dir / "summary.csv"),
         "jobs": write_csv(jobs, sweep_dir / "jobs.csv"),
-        "bars": write_bars(figures.bars_figure(configs), sweep_dir / "bars.png", sweep_dir / "report"),
-        "tensorboard": sweep_dir / "report",
-        "curves": plotting.save(figures.curves_figure(jobs), sweep_dir / "curves.png"),
+        "bars": plotting.save(bars, sweep_dir / "bars.png"),
+        "tensorboard": report_dir,
+        "curves": plotting.save(figures.curves_figure(jobs, configs), sweep_dir / "curves.png"),
     }
+    bands = {  # one TensorBoard run per configuration, named by rank and what differs, like a job directory
+        f"{rank:02d}_{names.name('', names.ITEM_SEP.join(c.varied)) or 'defaults'}": {
+            k: seed_band(c, k) for k in CURVES
+        }
+        for rank, c in enumerate(configs, 1)
+        if c.n
+    }
+    write_report_runs(report_dir, plotting.render(bars, dpi=110), bands)
     # Means over a batch size x lr grid read as a heatmap; other concepts (optimizers, models) have no axes.
     (sweep_dir / "heatmap.png").unlink(missing_ok=True)  # left by an earlier report of this sweep
     if len(configs) > 1 and all(o.lstrip("+~").partition("=")[0] in GRID_KEYS for c in configs for o in c.varied):
@@ -316,32 +379,15 @@ def mean_job(config: ConfigResult) -> JobResult:
     )
 
 
-def write_bars(fig: Figure, path: Path, log_dir: Path) -> Path:
-    """The bar chart as a PNG at `path` and, as image `sweep/bars`, in a TensorBoard event file in `log_dir`
-    (`tensorboard --logdir <sweep dir>` shows it next to the jobs' runs)."""
-    from PIL import Image
-    from torch.utils.tensorboard import SummaryWriter
-
-    from experiments.plotting import render
-
-    image = render(fig, dpi=110)
-    png = io.BytesIO()
-    Image.fromarray(image).save(png, format="PNG")
-    atomic.write_bytes(path, png.getvalue())
-    for old in log_dir.glob("events.out.tfevents.*"):  # a rebuilt report replaces the chart, not adds one
-        old.unlink()
-    with SummaryWriter(log_dir=str(log_dir)) as writer:
-        writer.add_image("sweep/bars", image, dataformats="HWC")
-    return path
-
-
 def describe(report: SweepReport) -> str:
     """What a person needs at the end of a sweep: the best configuration and where the report is."""
     jobs = report.jobs
     failed = sum(j.status in (FAILED, INCOMPLETE) for j in jobs)
     completed = sum(j.status == COMPLETED for j in jobs)
     not_started = sum(j.status == NOT_STARTED for j in jobs)
-    line = f"Sweep: {len(jobs)} jobs, {completed} completed, {failed} failed or incomplete"
+    pruned = sum(j.status == PRUNED for j in jobs)
+    line = f"Sweep: {len(jobs)} jobs, {completed} completed" + (f", {pruned} pruned" if pruned else "")
+    line += f", {failed} failed or incomplete"
     lines = [line + (f", {not_started} {NOT_STARTED}" if not_started else "")]
     lines += _not_started_lines(jobs)
     best = report.best
@@ -357,9 +403,12 @@ def describe(report: SweepReport) -> str:
         top = configs[0]
         lines.append(f"Best:   {top.label}: test acc {_percent(top.test)}, best val acc {_percent(top.val)}")
         if len(configs) > 1:
+            counts = {word: sum(c.verdict == word for c in configs) for word in (WORSE, BETTER)}
+            counts[NOT_DISTINGUISHABLE] = not_distinguishable(configs)
+            said = ", ".join(f"{n} {word}" for word, n in counts.items() if n or word != BETTER)
             lines.append(
-                f"Within noise of best: {within_noise(configs)} of {len(configs) - 1} other configurations "
-                f"(Welch's t-test on test accuracy: p >= {ALPHA:g}, or n<2)"
+                f"Against the best: {said}, of {len(configs) - 1} other configurations (test accuracy, "
+                f"t-tests over seeds, Holm-adjusted p < {ALPHA:g}; summary.md has the intervals)"
             )
     picture = "scatter.png" if "scatter" in report.files else "heatmap.png"
     others = "summary.csv, jobs.csv, bars.png, curves.png" if configs else f"summary.csv, {picture}, curves.png"

@@ -17,19 +17,21 @@ from typing import Any
 
 import yaml
 
-from experiments.rundir import COMPLETED, FAILED, RECORD, RunDir, finite_or_none
+from experiments.rundir import COMPLETED, FAILED, PRUNED, RECORD, RunDir, finite_or_none
 from experiments.sweeps.plan import read_plan
 
-# What the report says of a job beyond its run.json status (completed, failed): it never finished, or never began.
+# What the report says of a job beyond its run.json status (completed, pruned, failed): it never finished, or never
+# began.
 INCOMPLETE, NOT_STARTED = "incomplete", "not started"
-_STATUS_ORDER = {COMPLETED: 0, INCOMPLETE: 1, FAILED: 2, NOT_STARTED: 3}
+_STATUS_ORDER = {COMPLETED: 0, PRUNED: 1, INCOMPLETE: 2, FAILED: 3, NOT_STARTED: 4}
 
 
 @dataclass
 class JobResult:
     job: str  # the job directory's name, e.g. "3_batch_size=64,lr=0.03"; the job number if it has none
     num: int  # Hydra's job number (the directory prefix); -1 when the name has none
-    status: str  # completed | failed | incomplete (interrupted, killed, or still running) | not started
+    status: str  # completed | pruned (a search stopped it early) | failed | incomplete (interrupted, killed,
+    # or still running) | not started
     overrides: list[str] = field(default_factory=list)
     batch_size: int | None = None
     lr: float | None = None
@@ -40,6 +42,7 @@ class JobResult:
     samples_per_sec: float | None = None
     error: str = ""
     val_acc_per_epoch: list[float | None] = field(default_factory=list)
+    train_loss_per_epoch: list[float | None] = field(default_factory=list)  # the last logged step's, per epoch
     metrics: dict[str, float] = field(default_factory=dict)  # run.json's final metrics, finite ones only
 
     def value(self, metric: str) -> float | None:
@@ -112,7 +115,7 @@ def read_job(job_dir: Path) -> JobResult:
     if record.get("lr") is not None:
         lr = finite_or_none(record["lr"])
     status = record.get("status")
-    if status not in (COMPLETED, FAILED):
+    if status not in (COMPLETED, PRUNED, FAILED):
         status = INCOMPLETE  # "running" after the sweep ended, or no record at all: it never finished
     history = [
         row for row in record.get("history", []) if isinstance(row, dict) and isinstance(row.get("epoch", 0), int)
@@ -142,6 +145,7 @@ def read_job(job_dir: Path) -> JobResult:
         samples_per_sec=_mean([s for r in history if (s := finite_or_none(r.get("samples_per_sec"))) is not None]),
         error=error,
         val_acc_per_epoch=val_curve,
+        train_loss_per_epoch=[finite_or_none(row.get("train/loss")) for row in history],
         metrics={str(k): v for k, value in metrics.items() if (v := finite_or_none(value)) is not None},
     )
 

@@ -1,5 +1,5 @@
-"""The figures of a run, after its test: sample test predictions and a confusion matrix, as PNGs in the
-run directory and as images in TensorBoard."""
+"""The figures of a run, after its test: its predictions on a fixed set of hard test images and a confusion
+matrix, as PNGs in the run directory and as images in TensorBoard."""
 
 from __future__ import annotations
 
@@ -17,8 +17,31 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def predictions_figure(images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, classes: list[str]) -> Figure:
-    """Test images tiled into one picture, each captioned 'predicted (probability)'; mistakes in red.
+def hard_examples(images: torch.Tensor, labels: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices of the `count` test images that lie nearest another class: largest distance to their own
+    class's mean image minus distance to the nearest other class's mean, ties by index.
+
+    The choice depends on the test set only, not on the model: every run on the same data shows the same
+    images, so runs of a sweep can be compared image by image, and these atypical images are where models
+    err (a random or first-N choice, from a test set the model mostly gets right, shows almost no mistakes).
+    Invariant to the datamodule's normalisation (one affine map for all images).
+    """
+    flat = images.reshape(len(images), -1).float()
+    classes = int(labels.max()) + 1
+    sums = torch.zeros(classes, flat.shape[1]).index_add_(0, labels, flat)
+    means = sums / torch.bincount(labels, minlength=classes).clamp(min=1).unsqueeze(1)
+    distances = torch.cdist(flat, means)
+    own = distances.gather(1, labels.unsqueeze(1)).squeeze(1)
+    others = distances.scatter(1, labels.unsqueeze(1), float("inf")).min(dim=1).values
+    order = torch.sort(others - own, stable=True).indices  # most negative first: nearer another class than its own
+    return order[:count].sort().values
+
+
+def predictions_figure(
+    images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor, classes: list[str], title: str = ""
+) -> Figure:
+    """Test images tiled into one picture, each captioned 'predicted (probability)'; mistakes in red, with
+    the true label.
 
     One axes with a montage instead of one axes per image: drawing is several times faster.
     """
@@ -45,6 +68,8 @@ def predictions_figure(images: torch.Tensor, labels: torch.Tensor, probs: torch.
         x, y = col * cell_w + 14, row * cell_h + caption_px - 1
         ax.text(x, y, caption, ha="center", va="bottom", fontsize=6, color="black" if ok else "red")
     ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=8)
     return fig
 
 
@@ -72,7 +97,8 @@ def confusion_matrix_figure(confusion: torch.Tensor, classes: list[str]) -> Figu
 
 
 def write_test_figures(trainer: L.Trainer, model: L.LightningModule, datamodule: Any, num_samples: int) -> None:
-    """After testing: the confusion matrix and a grid of sample predictions, in TensorBoard and as PNGs.
+    """After testing: the confusion matrix and the predictions on `num_samples` hard test images (the same
+    in every run: `hard_examples`), in TensorBoard and as PNGs.
 
     A function called once after `trainer.test`, not a callback: Lightning calls every callback's hooks on
     every training step, and these figures need nothing from those steps.
@@ -84,14 +110,21 @@ def write_test_figures(trainer: L.Trainer, model: L.LightningModule, datamodule:
     if not trainer.is_global_zero or trainer.fast_dev_run or num_samples <= 0:
         return
     classes = getattr(datamodule, "classes", None) or [str(i) for i in range(len(confusion))]
-    x, y = next(iter(datamodule.test_dataloader()))
-    x, y = x[:num_samples], y[:num_samples]
+    batches = list(datamodule.test_dataloader())
+    x, y = torch.cat([b[0].cpu() for b in batches]), torch.cat([b[1].cpu() for b in batches])
+    chosen = hard_examples(x, y, num_samples)
+    x, y = x[chosen], y[chosen]
     model.eval()
     with torch.inference_mode():
         probabilities = model(x.to(model.device)).float().softmax(-1).cpu()
+    wrong = int((probabilities.argmax(-1) != y).sum())
+    title = (
+        f"The {len(y)} test images nearest another class (the same in every run on this test set): "
+        f"this run got {wrong} wrong (red, with the true label)"
+    )
     figures = {
         "test/confusion_matrix": confusion_matrix_figure(confusion, classes),
-        "test/predictions": predictions_figure(x.cpu(), y.cpu(), probabilities, classes),
+        "test/predictions": predictions_figure(x, y, probabilities, classes, title),
     }
     out_dir = Path(trainer.default_root_dir)
     for tag, figure in figures.items():

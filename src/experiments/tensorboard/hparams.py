@@ -1,8 +1,9 @@
 """What a run shows in TensorBoard's HParams and Custom Scalars tabs, written with TensorBoard's hparams API.
 
 HParams reads three kinds of summaries (tensorboard.plugins.hparams.summary, module docstring):
-- an *experiment*: the hyperparameter columns and the metrics. A sweep writes one in its root directory
-  (`SweepHParamsCallback`), listing the keys it varies; a single run writes its own, listing `CURATED`.
+- an *experiment*: the hyperparameter columns and the metrics. A sweep writes one in its report run,
+  `<sweep dir>/zz_report` (`SweepHParamsCallback`; experiments.tensorboard.sweep), listing the keys it
+  varies; a single run writes its own, listing `CURATED`.
   TensorBoard uses the first experiment it finds, so jobs of a sweep write none.
 - a *session start* per run: its hyperparameter values, written when the run starts, so a running, killed
   or failed run is a row too;
@@ -141,7 +142,8 @@ def session_end_summary(status: str) -> Summary:
     from tensorboard.compat.proto.summary_pb2 import Summary
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-    statuses = {"completed": api_pb2.STATUS_SUCCESS, "failed": api_pb2.STATUS_FAILURE}
+    # HParams has no "pruned": a run a search stopped early on purpose ended as planned, with its last values.
+    statuses = {"completed": api_pb2.STATUS_SUCCESS, "pruned": api_pb2.STATUS_SUCCESS, "failed": api_pb2.STATUS_FAILURE}
     info = plugin_data_pb2.SessionEndInfo(status=statuses[status], end_time_secs=time.time())
     content = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(session_end_info=info))
     summary = Summary()
@@ -212,12 +214,15 @@ def logs_to_tensorboard(config: DictConfig) -> bool:
 
 class SweepHParamsCallback(Callback):
     """hydra.callbacks.sweep_hparams in conf/hydra/default.yaml: when a multirun starts, the experiment
-    summary in the sweep directory's root, so `tensorboard --logdir <sweep dir>` shows the varied keys
-    as columns (a sweep stopped half way too). Each job writes its own session start and end."""
+    summary in the sweep's report run (`<sweep dir>/zz_report`, listed after the jobs), so
+    `tensorboard --logdir <sweep dir>` shows the varied keys as columns (a sweep stopped half way too).
+    Each job writes its own session start and end."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not logs_to_tensorboard(config):
             return
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        write(sweep_dir, [experiment_summary(varied_keys(config))])
+        from experiments.tensorboard.sweep import REPORT_DIR
+
+        report_dir = Path(str(config.hydra.sweep.dir)) / REPORT_DIR
+        report_dir.mkdir(parents=True, exist_ok=True)
+        write(report_dir, [experiment_summary(varied_keys(config))])
