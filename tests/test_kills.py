@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from experiments.errors import USER_FULL_ERROR
 from tests.conftest import FAST_RUN, REPO_ROOT, CliResult, call_main, train_in_process
 
 EPOCHS, STEPS_PER_EPOCH = 2, 4  # FAST_RUN: 2 epochs of 4 batches
@@ -114,7 +115,10 @@ def start_killed_run(folder: Path, mnist_dir: Path, fault: list[str]) -> Killed:
     outputs = folder / "outputs"
     command = [sys.executable, str(REPO_ROOT / "train.py"), f"paths.log_dir={outputs}", *args]
     pythonpath = os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": pythonpath}
+    # HYDRA_FULL_ERROR set outright: the in-process reference run sets it (config.mistakes) while it runs,
+    # and a process started meanwhile would inherit it.
+    env = {k: v for k, v in os.environ.items() if k != USER_FULL_ERROR}
+    env.update({"CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": pythonpath, "HYDRA_FULL_ERROR": "0"})
     done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     return Killed(outputs, args, done.returncode, done.stderr, marker.is_file())
 
