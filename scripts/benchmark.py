@@ -35,6 +35,7 @@ Results go to stdout (a table), and to --out as benchmark.md, benchmark.json and
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -377,8 +378,8 @@ def whole_epoch_tables(root: Path, devices: list[torch.device], args: DictConfig
             f"### {device.type}: whole epoch, default config vs plain loop with evaluation",
             "",
             "| batch | plain loop + eval (s/epoch) | bare LightningModule (s/epoch) | project default (s/epoch) "
-            "| bare x plain | project x plain |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "| bare x plain | project x plain | project time / bare time |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for batch_size in args.epoch_batch_sizes:
             print(f"[{device.type}] whole epoch, batch {batch_size} ...", flush=True)
@@ -391,7 +392,8 @@ def whole_epoch_tables(root: Path, devices: list[torch.device], args: DictConfig
             plain, bare, ours = (statistics.median(e) for e in (plain_epochs, bare_epochs, project_epochs))
             report[f"{device.type}/{batch_size}"] = {"plain": plain, "bare": bare, "project": ours}
             lines.append(
-                f"| {batch_size} | {plain:.3f} | {bare:.3f} | {ours:.3f} | {plain / bare:.2f} | {plain / ours:.2f} |"
+                f"| {batch_size} | {plain:.3f} | {bare:.3f} | {ours:.3f} | {plain / bare:.2f} | {plain / ours:.2f} "
+                f"| {ours / bare:.2f} |"
             )
         lines.append("")
     return lines
@@ -441,6 +443,156 @@ def throughput_tables(root: Path, devices: list[torch.device], args: DictConfig,
     return lines
 
 
+def sweep_times(root: Path, args: DictConfig, out: Path, report: dict) -> list[str]:
+    """Whole-process wall seconds of one grid three ways: `train.py -m` with the default (parallel) launcher,
+    with `hydra/launcher=basic`, and as plain loops in one process (scripts/plain_sweep.py), in alternating
+    rounds; each process as a user starts it."""
+    scripts, root = Path(__file__).resolve().parent, root.resolve()  # the processes run in `out`
+    values = {k: ",".join(map(str, args[f"sweep_{k}"])) for k in ("batch_sizes", "lrs", "seeds")}
+    grid = [
+        f"data.batch_size={values['batch_sizes']}",
+        f"model.optimizer.lr={values['lrs']}",
+        f"seed={values['seeds']}",
+        f"trainer.max_epochs={args.sweep_epochs}",
+    ]
+    jobs = len(args.sweep_batch_sizes) * len(args.sweep_lrs) * len(args.sweep_seeds)
+    train_py = [sys.executable, str(scripts.parent / "train.py"), "-m", *grid, f"paths.data_dir={root}"]
+    contenders = {
+        "`train.py -m ...` (default: parallel launcher)": train_py,
+        "`train.py -m ... hydra/launcher=basic`": [*train_py, "hydra/launcher=basic"],
+        f"plain PyTorch loops, one process ({jobs} trainings one after another)": [
+            sys.executable,
+            str(scripts / "plain_sweep.py"),
+            str(root),
+            *(f"{k}={v}" for k, v in values.items()),
+            f"epochs={args.sweep_epochs}",
+        ],
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    for round_ in range(args.rounds):
+        for i, (name, command) in enumerate(contenders.items()):
+            log_dir = out / f"sweep-{round_}-{i}"
+            print(f"[sweep] round {round_ + 1}: {name} ...", flush=True)
+            start = time.perf_counter()
+            done = subprocess.run(
+                [*command, f"paths.log_dir={log_dir}"] if "train.py" in command[1] else command,
+                capture_output=True,
+                text=True,
+                cwd=out,
+            )
+            seconds[name].append(time.perf_counter() - start)
+            if done.returncode != 0:
+                raise SystemExit(f"error: {' '.join(command)} exited {done.returncode}: {done.stderr[-2000:]}")
+            shutil.rmtree(log_dir, ignore_errors=True)
+    medians = {name: statistics.median(s) for name, s in seconds.items()}
+    plain = list(medians.values())[-1]
+    report["sweep"] = {"grid": grid, "seconds": seconds}
+    lines = [
+        f"### sweep: {jobs} jobs, `{' '.join(grid)}`, whole process, median of {args.rounds}",
+        "",
+        "| how the trainings ran | wall s | x plain (speed) |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {name} | {m:.1f} | {plain / m:.2f} |" for name, m in medians.items()]
+    return [*lines, ""]
+
+
+def fixed_cost(root: Path, args: DictConfig, out: Path, report: dict) -> list[str]:
+    """What a sweep job costs beyond its training: `fixed_cost_jobs` one-batch jobs (one batch of training,
+    validation and test) run by one process under `hydra/launcher=basic`, as one worker runs its jobs;
+    the mean of each part over every job but the first (which pays the imports), and the imports alone."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    import experiments.train as app
+    from experiments.checkpoints import io
+    from experiments.config import schema as schema_module
+    from experiments.data.datamodule import MNISTDataModule
+    from experiments.rundir import RunDir
+    from experiments.tensorboard import figures, hparams
+
+    clock: dict[str, list[float]] = {}
+    job = [-1]
+
+    def timed(owner: Any, attr: str, name: str) -> None:
+        function = getattr(owner, attr)
+
+        def wrapper(*a: Any, **k: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*a, **k)
+            finally:
+                if job[0] >= 1:
+                    clock.setdefault(name, []).append(time.perf_counter() - start)
+
+        setattr(owner, attr, wrapper)
+
+    def task(cfg: DictConfig) -> Any:  # the job as Hydra runs it, counted
+        job[0] += 1
+        return app.run(cfg)
+
+    parts = [
+        (schema_module, "validate", "schema checks"),
+        (MNISTDataModule, "prepare_data", "data files checked"),
+        (MNISTDataModule, "setup", "data decoded, normalised (cached per process)"),
+        (L.Trainer, "__init__", "Trainer built"),
+        (hparams, "start_session", "HParams session start"),
+        (L.Trainer, "fit", "fit: 1 batch, validation, 2 checkpoints"),
+        (io.AtomicCheckpointIO, "save_checkpoint", "  of which checkpoint writes"),
+        (L.Trainer, "test", "test: 1 batch"),
+        (figures, "write_test_figures", "test figures (PNG + TensorBoard)"),
+        (RunDir, "save_progress", "run.json while training"),
+        (RunDir, "complete", "run.json completed, HParams session end"),
+        (app, "train", "train(): all of the above and the rest"),
+        (app, "run", "the job, as Hydra calls it"),
+    ]
+    saved = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in parts]
+    for owner, attr, name in parts:
+        timed(owner, attr, name)
+    n = args.fixed_cost_jobs
+    argv = [
+        "train.py", "-m", "hydra/launcher=basic", f"paths.data_dir={root}", f"paths.log_dir={out / 'fixed_cost'}",
+        "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1", f"seed={','.join(str(i) for i in range(n))}",
+    ]  # fmt: skip
+    saved_argv, sys.argv = sys.argv, argv
+    GlobalHydra.instance().clear()
+    try:
+        hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")(task)()
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    finally:
+        sys.argv = saved_argv
+        for owner, attr, function in saved:
+            setattr(owner, attr, function)
+        GlobalHydra.instance().clear()
+    # Hydra composes each job's config (the sweeper to check the batch first, the launcher again per job).
+    GlobalHydra.instance().clear()
+    with hydra.initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        compose(config_name="train", overrides=[f"paths.data_dir={root}"])
+        start = time.perf_counter()
+        for i in range(n):
+            compose(config_name="train", overrides=[f"paths.data_dir={root}", f"seed={i}"], return_hydra_config=True)
+        clock["Hydra composes the job's config (x2 per job)"] = [2 * (time.perf_counter() - start) / n]
+    imports = "import experiments.train, lightning, torchvision, matplotlib.figure, experiments.tensorboard.figures"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", imports], check=True)
+    import_seconds = time.perf_counter() - start
+    shutil.rmtree(out / "fixed_cost", ignore_errors=True)
+    means = {name: sum(v) / (1 if "x2" in name else n - 1) for name, v in clock.items()}
+    report["fixed_cost"] = {**means, "imports, once per worker process": import_seconds}
+    lines = [
+        f"### fixed cost per job: {n} one-batch jobs in one process, mean over jobs 2-{n}",
+        "",
+        "| part | s per job |",
+        "|---|---:|",
+    ]
+    order = [name for _, _, name in parts] + ["Hydra composes the job's config (x2 per job)"]
+    lines += [f"| {name} | {means[name]:.3f} |" for name in order if name in means]
+    lines.append(f"| imports (Python, Lightning, torchvision, matplotlib): once per worker | {import_seconds:.2f} |")
+    return [*lines, ""]
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="benchmark")
 @one_line_errors
 def main(args: DictConfig) -> None:
@@ -449,7 +601,7 @@ def main(args: DictConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {}
     lines = startup_times(args.startup_runs) if "startup" in args.sections else []
-    if {"epoch", "throughput"} & set(args.sections):
+    if {"epoch", "throughput", "sweep", "fixed_cost"} & set(args.sections):
         # Every contender runs with denormals flushed, as the project's train.py does (flush_denormal: true).
         torch.set_flush_denormal(True)
         root, source = ensure_data(args.data_dir, out)
@@ -469,6 +621,10 @@ def main(args: DictConfig) -> None:
             lines += whole_epoch_tables(root, devices, args, out, report.setdefault("whole_epoch", {}))
         if "throughput" in args.sections:
             lines += throughput_tables(root, devices, args, out, report.setdefault("throughput", {}))
+        if "sweep" in args.sections:
+            lines += sweep_times(root, args, out, report)
+        if "fixed_cost" in args.sections:
+            lines += fixed_cost(root, args, out, report)
         if args.device == "both" and len(devices) == 2:
             comparison = device_comparison(root, devices)
             report["devices"] = comparison

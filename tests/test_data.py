@@ -174,6 +174,39 @@ def test_val_size_and_batch_size_are_checked_against_the_data(tmp_path: Path) ->
         make_datamodule(tmp_path / "data", tmp_path, val_size=10, batch_size=500).setup()
 
 
+@pytest.mark.parametrize("loader", ["resident", "dataloader"])
+def test_train_size_is_a_seeded_subset_with_the_same_validation_and_test(tmp_path: Path, loader: str) -> None:
+    write_dataset(tmp_path / "data" / "MNIST" / "raw", n_train=300, n_test=40)
+
+    def sets(**kwargs: object) -> dict[str, set[int]]:
+        dm = make_datamodule(tmp_path / "data", tmp_path, loader=loader, batch_size=16, **kwargs)
+        dm.setup()
+        # The images' own bytes identify them whichever loader serves them (ToTensor or the resident tensors).
+        return {
+            split: {hash(x.flatten().numpy().round(4).tobytes()) for batch, _ in loader_ for x in batch}
+            for split, loader_ in (("train", dm.train_dataloader()), ("val", dm.val_dataloader()))
+        }
+
+    full, subset, again, other = sets(), sets(train_size=50), sets(train_size=50), sets(train_size=50, seed=7)
+    assert len(full["train"]) == 200 and len(subset["train"]) == 50
+    assert subset["train"] < full["train"] and subset["val"] == full["val"], "a subset of the training images only"
+    assert again == subset, "the same seed picks the same images"
+    assert other["train"] != subset["train"], "another seed picks others"
+    dm = make_datamodule(tmp_path / "data", tmp_path, loader=loader, train_size=50)
+    dm.setup()
+    assert sum(len(y) for _, y in dm.test_dataloader()) == 40
+
+
+def test_train_size_larger_than_the_data_is_one_clear_error(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "data" / "MNIST" / "raw", n_train=300, n_test=10)
+    message = r"data\.train_size=201 is more than the 200 training images left after data\.val_size=100: use at most"
+    with pytest.raises(ConfigError, match=message):
+        make_datamodule(tmp_path / "data", tmp_path, train_size=201).setup()
+    make_datamodule(tmp_path / "data", tmp_path, train_size=200).setup()  # all of them is fine
+    with pytest.raises(ConfigError, match=r"data\.batch_size=32 is larger than the 20 training samples"):
+        make_datamodule(tmp_path / "data", tmp_path, train_size=20).setup()
+
+
 def test_resident_batches_cover_the_epoch_in_a_seeded_order() -> None:
     inputs, targets = torch.arange(10).float().unsqueeze(1), torch.arange(10)
     batches = ResidentBatches(inputs, targets, batch_size=4, shuffle=True, seed=1)

@@ -26,6 +26,7 @@ BAD_VALUES = [
     ("data.batch_size=-5", "data.batch_size"),
     ("data.eval_batch_size=0", "data.eval_batch_size"),
     ("data.val_size=-1", "data.val_size"),
+    ("data.train_size=0", "data.train_size"),
     ("data.num_workers=-1", "data.num_workers"),
     ("data.std=0", "data.std"),
     ("data.std=nan", "data.std"),
@@ -100,6 +101,7 @@ BAD_VALUES = [
     ("trainer.precision=1.5", "trainer.precision"),
     # Checked later: against the dataset's size by the DataModule, and by Lightning for a key added to trainer.
     ("data.val_size=600", "data.val_size"),
+    ("data.train_size=501", "data.train_size"),
     ("data.batch_size=100000", "data.batch_size"),
     ("+trainer.foo=1", "trainer.foo"),
 ]

@@ -240,7 +240,8 @@ def names_the_key(override: str, message: str) -> bool:
 def test_the_generator_covers_every_key_of_every_schema() -> None:
     """A key added to a schema gets bad values generated, or is named in NOT_GENERATED with a reason."""
     covered = {node_schema for _, _, node_schema in targets()}
-    assert covered == set(schema.SCHEMAS.values()) - {schema.BenchmarkConfig}  # BENCHMARK_CASES below
+    # BENCHMARK_CASES and LR_FIND_CASES below; LRFindConfig is TrainConfig and LRFinderConfig.
+    assert covered == set(schema.SCHEMAS.values()) - {schema.BenchmarkConfig, schema.LRFindConfig}
     for _, _, node_schema in targets():
         hints = typing.get_type_hints(node_schema)
         for field in fields(node_schema):
@@ -316,6 +317,35 @@ def test_benchmark_config_mistakes_are_refused() -> None:
         base = compose(config_name="benchmark")
     schema.validate(base)  # as shipped
     verdicts = {case: verdict(base, [case]) for case in BENCHMARK_CASES}
+    assert {c: v for c, v in verdicts.items() if v[0] != "refused" or not names_the_key(c, v[1])} == {}
+
+
+# --- experiments-lr-find's config (conf/lr_find.yaml: train.yaml and lr_find.*) -------------------------
+
+
+def lr_find_cases() -> list[str]:
+    """Every bad value of every key of LRFinderConfig, generated as for the train config's schemas."""
+    hints = typing.get_type_hints(schema.LRFinderConfig)
+    cases = [
+        f"lr_find.{f.name}={value}"
+        for f in fields(schema.LRFinderConfig)
+        for value in (("bogus",) if f.name == "mode" else bad_values(f.name, hints[f.name]))
+    ]
+    assert all(bad_values(f.name, hints[f.name]) or f.name == "mode" for f in fields(schema.LRFinderConfig))
+    # Valid on purpose: a threshold no loss reaches never stops the search early, as null does.
+    cases.remove("lr_find.early_stop_threshold=1e300")
+    cases += ["lr_find.max_lr=1e-7", "lr_find.num_training=19", "lr_find.early_stop_threshold=0.5", "+lr_find.x=1"]
+    return cases
+
+
+LR_FIND_CASES = lr_find_cases()
+
+
+def test_lr_find_config_mistakes_are_refused() -> None:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        base = compose(config_name="lr_find", overrides=["paths.output_dir=/tmp/run"])
+    schema.validate(base)  # as shipped
+    verdicts = {case: verdict(base, [case]) for case in LR_FIND_CASES}
     assert {c: v for c, v in verdicts.items() if v[0] != "refused" or not names_the_key(c, v[1])} == {}
 
 
@@ -624,7 +654,7 @@ def test_real_processes_keep_the_promise(tmp_path: Path, mnist_dir: Path, tiny_c
 
 
 def test_the_fuzz_list_is_long() -> None:
-    generated = len(VALUE_CASES) + len(COMPOSE_CASES) + len(BENCHMARK_CASES) + len(COMMAND_CASES)
+    generated = len(VALUE_CASES) + len(COMPOSE_CASES) + len(BENCHMARK_CASES) + len(LR_FIND_CASES) + len(COMMAND_CASES)
     generated += RUN_CASE_COUNT + 3 + len(SUBPROCESS_CASES)  # 3: the failures during and before training
     generated += CHAOS_CASE_COUNT
     print(f"\nfuzz list: {generated} bad inputs")

@@ -169,3 +169,35 @@ def test_model_and_loss_are_in_the_hparams_and_the_checkpoint() -> None:
     assert model.hparams["net"] == "cnn"
     assert model.hparams["loss"] == {"name": "experiments.models.losses.focal", "gamma": 1.5}
     assert isinstance(model.criterion, functools.partial)
+
+
+# --- what every step pays ---
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "focal", "mse"])
+def test_the_step_calls_the_configured_loss_directly(loss: str) -> None:
+    """Hydra's partials re-check the instantiate policy on every call; the project's own losses are called as
+    plain partials of the same function and arguments (experiments.models.classifier.direct_loss)."""
+    cfg = compose_config([f"model/loss={loss}"])
+    model = hydra.utils.instantiate(cfg.model, _convert_="all")
+    configured = hydra.utils.instantiate(cfg.model.loss, _convert_="all")
+    assert type(model.criterion) is functools.partial and type(configured) is not functools.partial
+    assert model.criterion.func is configured.func and model.criterion.keywords == configured.keywords
+    logits, targets = torch.randn(8, 10), torch.randint(0, 10, (8,))
+    assert torch.equal(model.criterion(logits, targets), configured(logits, targets))
+
+
+def test_a_loss_of_ones_own_keeps_hydras_checks() -> None:
+    mine = functools.partial(lambda logits, targets: logits.sum())
+    assert MNISTClassifier(loss=mine).criterion is mine
+
+
+def test_the_checkpoint_callbacks_keep_lightnings_state_key() -> None:
+    """Checkpoints store the callbacks' state under Lightning's key: old and new checkpoints resume alike."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    cfg = compose_config(["paths.output_dir=/tmp/composed-only"])
+    for name in ("model_checkpoint", "last_checkpoint"):
+        ours = hydra.utils.instantiate(cfg.callbacks[name])
+        stock = ModelCheckpoint(**{k: v for k, v in cfg.callbacks[name].items() if k != "_target_"})
+        assert isinstance(ours, ModelCheckpoint) and ours.state_key == stock.state_key

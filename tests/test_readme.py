@@ -39,9 +39,14 @@ README_DATA = "../shared/datasets"
 SHELL_HELPERS = {"mkdir", "printf", "echo", "cp", "touch"}
 COMMAND_APPS = {f"experiments-{name}": name for name in ("evaluate", "predict", "doctor", "compare")}
 TRAIN_APPS = ("train.py", "experiments-train")
+# The learning-rate finder composes train.py's config: run in-process on the generated data, shortened.
+LR_FIND = "experiments-lr-find"
+LR_FIND_SHORT = {"lr_find.num_training": "20", "data.val_size": "100", "data.search_dirs": "[]"}
 BENCHMARK = "scripts/benchmark.py"
 # Inline code starting with one of these and an argument is a command (other inline code is prose).
-PROGRAMS = ("python", "python3", "tensorboard", "mlflow", "optuna-dashboard", *TRAIN_APPS, BENCHMARK, *COMMAND_APPS)
+PROGRAMS = (
+    "python", "python3", "tensorboard", "mlflow", "optuna-dashboard", *TRAIN_APPS, BENCHMARK, *COMMAND_APPS, LR_FIND
+)
 INFO_FLAGS = {"--help", "-h", "--cfg", "--info", "--hydra-help"}
 
 # Shortening, whatever the command says: one epoch (or two steps), the generated data, nothing drawn.
@@ -67,7 +72,19 @@ IF_PRESENT = {"callbacks.progress_bar.refresh_rate": "0", "hydra.sweeper.n_trial
 SWEEP_JOBS = 2
 # scripts/benchmark.py shortened: one epoch of each contender at one batch size, and of the throughput
 # table only the resident contenders (README's `data.loader=dataloader` command runs the DataLoader path).
-BENCHMARK_SHORT = {"epochs": "1", "warmup": "0", "rounds": "1", "epoch_batch_sizes": "[128]", "only": "resident"}
+BENCHMARK_SHORT = {
+    "epochs": "1",
+    "warmup": "0",
+    "rounds": "1",
+    "epoch_batch_sizes": "[128]",
+    "only": "resident",
+    # The sweep table: one one-epoch job each way; the fixed-cost table: two one-batch jobs.
+    "sweep_batch_sizes": "[128]",
+    "sweep_lrs": "[0.1]",
+    "sweep_seeds": "[1]",
+    "sweep_epochs": "1",
+    "fixed_cost_jobs": "2",
+}
 
 
 def _compose_only_reason(key: str, value: str) -> str | None:
@@ -82,7 +99,7 @@ def _compose_only_reason(key: str, value: str) -> str | None:
         return "16-bit precision needs a GPU"
     if (key == "trainer" and value == "ddp") or (key == "trainer.strategy" and value.startswith("ddp")):
         return "DDP starts one process per device"
-    if key == "hydra/launcher":
+    if key == "hydra/launcher" and value != "basic":
         return {"slurm": "submits to a SLURM cluster"}.get(value, f"the {value} launcher starts worker processes")
     return None
 
@@ -222,7 +239,7 @@ def classify(command: Command) -> tuple[str, str]:
     if not text.startswith(".venv/bin/"):
         return "unclassified", "call the venv's binary (.venv/bin/...), as every README command does"
     app, args = _app(words)
-    if app in (*TRAIN_APPS, *COMMAND_APPS, BENCHMARK) and INFO_FLAGS & set(args):
+    if app in (*TRAIN_APPS, *COMMAND_APPS, BENCHMARK, LR_FIND) and INFO_FLAGS & set(args):
         return "info", "exit 0 and output"
     if app == "tensorboard":
         return "tensorboard", "the binary exists and --logdir holds event files (no server started)"
@@ -236,6 +253,8 @@ def classify(command: Command) -> tuple[str, str]:
             # those 5 commands are README's Performance table, each run in-process here.
             return "compose", "only the start-up table: fresh processes by design"
         return "benchmark", "run without the start-up table, one epoch of each contender"
+    if app == LR_FIND:
+        return "lr_find", "run in-process, shortened: a 20-step search"
     if app not in (*TRAIN_APPS, *COMMAND_APPS):
         return "unclassified", f"no check knows {app}"
     if command.exit_code:
@@ -254,7 +273,7 @@ def classify(command: Command) -> tuple[str, str]:
 
 COMMANDS = readme_commands(README.read_text())
 SUMMARY = {
-    "run": {"train", "resume", "info", "fails", "command", "shell", "benchmark"},
+    "run": {"train", "resume", "info", "fails", "command", "shell", "benchmark", "lr_find"},
     "composed only": {"compose"},
     "checked without running": {"install", "ci", "suite", "tensorboard", "lock", "viewer"},
     "skipped": {"skip"},
@@ -296,6 +315,8 @@ def shortened(args: list[str], data: Path, outputs: Path) -> tuple[list[str], Di
     args = _set(args, forced)
     composed = compose_config(_first_values(args))
     present = {k: v for k, v in IF_PRESENT.items() if OmegaConf.select(composed, k) is not None}
+    if OmegaConf.select(composed, "data.train_size") is not None:  # a subset (preset's or command's): of 500
+        present["data.train_size"] = "200"
     return _set(args, present), composed
 
 
@@ -413,6 +434,8 @@ def _entry_point(app: str) -> Callable[[], object]:
         return import_module("experiments.train").main
     if app in COMMAND_APPS:
         return import_module(f"experiments.commands.{COMMAND_APPS[app]}").main
+    if app == LR_FIND:
+        return import_module("experiments.commands.lr_find").main
     spec = importlib.util.spec_from_file_location("readme_" + Path(app).stem, REPO_ROOT / app)
     assert spec and spec.loader, app
     module = importlib.util.module_from_spec(spec)
@@ -609,6 +632,8 @@ def check_train(case: Case) -> None:
     multirun = "-m" in args or "--multirun" in args or composed.hydra.mode == RunMode.MULTIRUN
     if multirun:
         args, jobs = few_jobs(args, composed.hydra)
+        if _value(args, "hydra/launcher") is None:  # in this process, one after another (test_parallel: side by side)
+            args = [*args, "hydra/launcher=basic"]
     result = case.call(args)
     assert result.code == 0, result.err[-3000:]
     if multirun:
@@ -641,7 +666,7 @@ def check_compose(case: Case) -> None:
     if case.app == BENCHMARK:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose(config_name="benchmark", overrides=case.args)
-        assert set(cfg.sections) <= {"startup", "epoch", "throughput"}, cfg.sections
+        assert set(cfg.sections) <= {"startup", "epoch", "throughput", "sweep", "fixed_cost"}, cfg.sections
         return
     overrides = _first_values(case.args)
     # Composed only, never run: no Hydra run directory exists for ${hydra:runtime.output_dir} to name.
@@ -675,6 +700,15 @@ def check_benchmark(case: Case) -> None:
     assert (case.cwd / "benchmark" / "benchmark.md").read_text().strip()
 
 
+def check_lr_find(case: Case) -> None:
+    values = {**LR_FIND_SHORT, **case.paths}
+    values |= {k: v for k, v in UNLESS_SET.items() if k == "trainer.accelerator" and k not in map(_key, case.args)}
+    result = case.call(_set(case.args, values))
+    assert result.code == 0, result.err[-3000:]
+    assert "Suggested learning rate:" in result.out, result.out
+    assert (_only(case.cwd / "outputs" / "lr_find") / "lr_find.png").is_file()
+
+
 CHECKS: dict[str, Callable[[Case], None]] = {
     "shell": check_shell,
     "install": check_install,
@@ -690,6 +724,7 @@ CHECKS: dict[str, Callable[[Case], None]] = {
     "compose": check_compose,
     "command": check_command,
     "benchmark": check_benchmark,
+    "lr_find": check_lr_find,
 }
 
 

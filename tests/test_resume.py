@@ -143,7 +143,7 @@ def test_sweep_job_resumes_as_printed_as_resume_last_and_by_its_old_quoted_name(
     cli, mnist_dir: Path, tmp_path: Path
 ) -> None:
     outputs = tmp_path / "outputs"
-    sweep = cli("hydra.mode=MULTIRUN", f"paths.data_dir={mnist_dir}", *TINY)
+    sweep = cli("hydra.mode=MULTIRUN", "hydra/launcher=basic", f"paths.data_dir={mnist_dir}", *TINY)
     assert sweep.code == 0, sweep.err
     (job,) = (p for p in next((outputs / "sweeps").iterdir()).iterdir() if (p / "run.json").is_file())
     assert re.fullmatch(r"000_[A-Za-z0-9._+-]+", job.name) and "_batch_size-32_" in job.name, job.name

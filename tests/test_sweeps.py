@@ -41,6 +41,9 @@ TINY = [
     "data.val_size=100",
 ]
 GRID = {"data.batch_size": [32, 64], "model.optimizer.lr": [0.05, 0.2]}
+# One job after another, in this process: what these tests check of a sweep (its error lines, faults
+# injected here, DDP ranks) does not depend on the launcher. tests/test_parallel.py runs the default one.
+SEQUENTIAL = "hydra/launcher=basic"
 
 
 def only_sweep_dir(outputs: Path) -> Path:
@@ -158,7 +161,7 @@ def test_compare_runs_rebuilds_the_same_report(grid_sweep: tuple[Path, str], tmp
 
 
 def test_a_failing_job_does_not_stop_the_sweep(cli, mnist_dir: Path, tmp_path: Path) -> None:
-    result = cli("hydra.mode=MULTIRUN", f"paths.data_dir={mnist_dir}", *TINY, "model.optimizer.lr=0.1,-1")
+    result = cli("hydra.mode=MULTIRUN", SEQUENTIAL, f"paths.data_dir={mnist_dir}", *TINY, "model.optimizer.lr=0.1,-1")
     assert result.code == 0, result.err
     assert result.error_lines == ["error: model.optimizer.lr=-1 must be > 0"]
     rows = {r["lr"]: r for r in read_summary(only_sweep_dir(tmp_path / "outputs"))}
@@ -219,6 +222,15 @@ def test_report_lists_interrupted_and_killed_jobs(tmp_path: Path) -> None:
     assert "4 jobs: 1 completed, 0 failed, 2 incomplete, 1 not started" in summary
     assert "- job 3 `data.batch_size=256` `model.optimizer.lr=0.3`: not started" in summary
     assert (tmp_path / "heatmap.png").is_file() and (tmp_path / "curves.png").is_file()
+
+
+def test_a_job_reports_its_train_val_gap_at_the_last_epoch(tmp_path: Path) -> None:
+    rows = [{"epoch": 0, "train/acc": 0.8, "val/acc": 0.75}, {"epoch": 1, "train/acc": 1.0, "val/acc": 0.9}]
+    write_job(tmp_path, "000_seed-1", ["seed=1"], {"status": "completed", "history": rows, "metrics": {}})
+    write_job(tmp_path, "001_seed-2", ["seed=2"], {"status": "completed", "history": rows[:1], "metrics": {}})
+    write_job(tmp_path, "002_seed-3", ["seed=3"], {"status": "completed", "history": [{"epoch": 0}], "metrics": {}})
+    gaps = {job.job: job.gap for job in collect_jobs(tmp_path)}
+    assert gaps == {"000_seed-1": pytest.approx(0.1), "001_seed-2": pytest.approx(0.05), "002_seed-3": None}
 
 
 def test_plain_override_replaces_the_presets_list(cli, mnist_dir: Path, tmp_path: Path) -> None:
@@ -296,6 +308,7 @@ def test_optuna_study_survives_diverging_trials(cli, mnist_dir: Path, tmp_path: 
     import optuna
 
     result = cli(
+        SEQUENTIAL,
         "hydra.mode=MULTIRUN",  # the preset says so too, but Hydra checks the sweep values before reading it
         "hparams_search=optuna",
         "hydra.sweeper.n_trials=4",
@@ -473,6 +486,7 @@ def test_ddp_inside_sweep_jobs(run_train, mnist_dir: Path, tmp_path: Path) -> No
     not the whole sweep; only rank 0 writes records and prints."""
     result = run_train(
         "hydra.mode=MULTIRUN",
+        SEQUENTIAL,  # DDP's ranks are processes of their own: the parallel launcher refuses them
         "trainer=ddp",
         "trainer.devices=2",
         f"paths.data_dir={mnist_dir}",

@@ -26,6 +26,7 @@ POISON = ["+callbacks.poison._target_=tests.faults.PoisonWeightsAt", "+callbacks
 def test_every_job_is_a_row_with_its_status(cli, mnist_dir: Path, tmp_path: Path) -> None:
     result = cli(
         "hydra.mode=MULTIRUN",
+        "hydra/launcher=basic",  # the faults are injected in this process
         f"paths.data_dir={mnist_dir}",
         *TINY,
         *POISON,

@@ -54,6 +54,10 @@ def full_error() -> bool:
     return os.environ.get(USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR", "")) == "1"
 
 
+class JobNotStarted(ExperimentError):
+    """A parallel sweep was stopped (Ctrl-C/SIGTERM) before this job began: it leaves nothing behind."""
+
+
 # What to do about an OSError, by errno: the environment, not the config, is what needs fixing.
 _OS_FIXES = {
     errno.ENOSPC: "free some space on that disk, or set paths.log_dir to a folder on another one",

@@ -25,6 +25,7 @@ from experiments import console
 from experiments.checkpoints import resume
 from experiments.config import mistakes, names, schema
 from experiments.config.build import build, build_group, rejected
+from experiments.launch.launcher import runs_in_parallel
 from experiments.lifecycle.failures import report_failure
 from experiments.rundir import RunDir, run_info
 from experiments.tensorboard import hparams
@@ -169,6 +170,7 @@ def run(cfg: DictConfig) -> float | None:
             multirun=in_sweep,
             tensorboard=hparams.logs_to_tensorboard(cfg),
             is_global_zero=is_global_zero,
+            side_by_side=runs_in_parallel(hydra_cfg),
         )
     finally:
         run_dir.release()

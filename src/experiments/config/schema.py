@@ -207,6 +207,7 @@ class DataConfig(Schema):
     batch_size: int = MISSING
     eval_batch_size: int = MISSING
     val_size: int = MISSING
+    train_size: int | None = MISSING
     normalize: bool = MISSING
     mean: float = MISSING
     std: float = MISSING
@@ -226,6 +227,11 @@ class DataConfig(Schema):
         # The upper bounds depend on the dataset's size: the DataModule checks them once it has read the files.
         self.require(
             "val_size", self.val_size >= 1, "must be >= 1 (for no validation at all: trainer.limit_val_batches=0)"
+        )
+        self.require(
+            "train_size",
+            self.train_size is None or self.train_size >= 1,
+            "must be >= 1 (a seeded subset of the training images) or null (all of them)",
         )
         self.require("mean", _in(self.mean, 0, 1), f"must be {PIXEL_RANGE}")
         self.require("std", _in(self.std, 0, 1) and self.std > 0, f"must be > 0 and {PIXEL_RANGE}")
@@ -610,7 +616,7 @@ def _duration(value: Any) -> bool:
 
 # --- scripts/benchmark.py: conf/benchmark.yaml ---
 
-BENCHMARK_SECTIONS = ("startup", "epoch", "throughput")
+BENCHMARK_SECTIONS = ("startup", "epoch", "throughput", "sweep", "fixed_cost")
 BENCHMARK_DEVICES = ("cpu", "cuda", "both")
 
 
@@ -626,10 +632,20 @@ class BenchmarkConfig(Schema):
     only: str | None = MISSING
     epochs: int = MISSING
     warmup: int = MISSING
+    sweep_batch_sizes: list[int] = MISSING
+    sweep_lrs: list[float] = MISSING
+    sweep_seeds: list[int] = MISSING
+    sweep_epochs: int = MISSING
+    fixed_cost_jobs: int = MISSING
     out: str = MISSING
 
     def __post_init__(self) -> None:
         self.require("device", self.device in BENCHMARK_DEVICES, _one_of(BENCHMARK_DEVICES))
+        for name in ("sweep_batch_sizes", "sweep_lrs", "sweep_seeds"):
+            values = getattr(self, name)
+            self.require(name, len(values) > 0 and all(v > 0 for v in values), "must be a non-empty list of values > 0")
+        self.require("sweep_epochs", self.sweep_epochs >= 1, "must be >= 1")
+        self.require("fixed_cost_jobs", self.fixed_cost_jobs >= 2, "must be >= 2 (the first job pays the imports)")
         self.require(
             "sections",
             len(self.sections) > 0 and all(s in BENCHMARK_SECTIONS for s in self.sections),
@@ -643,6 +659,47 @@ class BenchmarkConfig(Schema):
             len(self.epoch_batch_sizes) > 0 and all(b >= 1 for b in self.epoch_batch_sizes),
             "must be a non-empty list of batch sizes >= 1, e.g. [128,64]",
         )
+
+
+# --- experiments-lr-find: conf/lr_find.yaml, the train config and the finder's settings ---
+
+LR_FIND_MODES = ("exponential", "linear")
+
+
+@dataclass
+class LRFinderConfig(Schema):
+    """The arguments of Lightning's `Tuner.lr_find` (experiments.commands.lr_find)."""
+
+    KEY: ClassVar[str] = "lr_find"
+    min_lr: float = MISSING
+    max_lr: float = MISSING
+    num_training: int = MISSING
+    mode: str = MISSING
+    early_stop_threshold: float | None = MISSING
+
+    def __post_init__(self) -> None:
+        self.require("min_lr", self.min_lr > 0, "must be > 0")
+        self.require("max_lr", self.min_lr < self.max_lr, f"must be > lr_find.min_lr={_show(self.min_lr)}")
+        self.require("max_lr", self.max_lr <= MAX_LR, f"must be <= {MAX_LR:g}: a larger learning rate is a typo")
+        # Lightning's suggestion skips the first 10 and the last point of the curve.
+        self.require("num_training", self.num_training >= 20, "must be >= 20 (the learning rates tried, one step each)")
+        self.require("mode", self.mode in LR_FIND_MODES, _one_of(LR_FIND_MODES))
+        self.require(
+            "early_stop_threshold",
+            self.early_stop_threshold is None or _finite_at_least(self.early_stop_threshold, 1),
+            "must be >= 1 (stop once the loss exceeds this many times its best) or null (never stop early)",
+        )
+
+
+@dataclass
+class LRFindConfig(TrainConfig):
+    """conf/lr_find.yaml: everything train.py takes, and the finder's own settings. Merged after train.yaml
+    (a subclass may refine its base's schema, not the reverse), so no field may have a default here: it would
+    replace the value train.yaml composed (MISSING replaces nothing)."""
+
+    logger: Any = MISSING
+    callbacks: Any = MISSING
+    lr_find: LRFinderConfig = MISSING
 
 
 # --- registration and validation ---
@@ -667,6 +724,7 @@ SCHEMAS: dict[str, type[Schema]] = {
     "trainer": TrainerConfig,
     "benchmark": BenchmarkConfig,
     "search": SearchConfig,
+    "lr_find": LRFindConfig,
 }
 
 

@@ -8,6 +8,7 @@ torchvision + ToTensor + DataLoader path stays available as `loader: dataloader`
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
+from torchvision.datasets import MNIST
 
 from experiments.data.files import dataset_class, image_shape, load_split, prepare_root, split_file_names
 from experiments.errors import ConfigError, DataError
@@ -73,6 +75,66 @@ class ResidentBatches:
             yield self.inputs[index], self.targets[index]
 
 
+# A sweep runs many jobs in one worker process (experiments.launch), mostly on the same files and split:
+# each is decoded, and each split normalised onto its device, once per process rather than once per job.
+# The cached tensors are shared by those jobs and never written to (batches are index copies). One entry
+# each: a job on other files, another split or device replaces it. `stamp` changes when a file does.
+
+
+def files_stamp(cls: type[MNIST], root: Path) -> tuple[tuple[str, int, int, int], ...]:
+    """What identifies the four IDX files' contents for the cache: path, inode, size and modification time."""
+    raw = root / cls.__name__ / "raw"
+    paths = [raw / name for train in (True, False) for name in split_file_names(cls, train)]
+    return tuple((str(p), (st := p.stat()).st_ino, st.st_size, st.st_mtime_ns) for p in paths)
+
+
+@functools.lru_cache(maxsize=1)
+def decoded(cls: type[MNIST], root: Path, stamp: tuple) -> tuple[torch.Tensor, ...]:
+    """Train images and labels, test images and labels, as load_split reads them (checked by prepare_root)."""
+    return (*load_split(cls, root, train=True), *load_split(cls, root, train=False))
+
+
+@functools.lru_cache(maxsize=1)
+def normalised(
+    cls: type[MNIST], root: Path, stamp: tuple, mean: float, std: float, device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    """All 60,000 training and the 10,000 test (inputs, targets), normalised and flattened, on `device`."""
+
+    def to_device(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = images.to(device=device, dtype=torch.float32).div_(255).sub_(mean).div_(std)
+        return inputs.flatten(1), labels.to(device)
+
+    train_images, train_labels, test_images, test_labels = decoded(cls, root, stamp)
+    return (*to_device(train_images, train_labels), *to_device(test_images, test_labels))
+
+
+@functools.lru_cache(maxsize=1)
+def resident_splits(
+    cls: type[MNIST],
+    root: Path,
+    stamp: tuple,
+    split: tuple[int, int, int],  # val_size, seed, train_size
+    mean: float,
+    std: float,
+    device: torch.device,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(inputs, targets) of train, val and test on `device`: the split is a gather from `normalised`."""
+    train_inputs, train_targets, test_inputs, test_targets = normalised(cls, root, stamp, mean, std, device)
+    train_index, val_index = (i.to(device) for i in split_indices(len(train_inputs), *split))
+    return {
+        "train": (train_inputs[train_index], train_targets[train_index]),
+        "val": (train_inputs[val_index], train_targets[val_index]),
+        "test": (test_inputs, test_targets),
+    }
+
+
+def split_indices(total: int, val_size: int, seed: int, train_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of the training and the validation images among the `total` training images: validation
+    the first `val_size` of a permutation seeded by `seed`, training the next `train_size`."""
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    return order[val_size : val_size + train_size], order[:val_size]
+
+
 class MNISTDataModule(L.LightningDataModule):
     """MNIST or Fashion-MNIST: official 10k test set, validation carved from the 60k training images."""
 
@@ -83,6 +145,7 @@ class MNISTDataModule(L.LightningDataModule):
         batch_size: int = 64,
         eval_batch_size: int = 1000,
         val_size: int = 5000,
+        train_size: int | None = None,
         normalize: bool = True,
         mean: float = 0.1307,
         std: float = 0.3081,
@@ -102,6 +165,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.data_dir, self.cache_dir = Path(data_dir), Path(cache_dir)
         self.search_dirs = [Path(d) for d in search_dirs]
         self.batch_size, self.val_size, self.seed = batch_size, val_size, seed
+        self.train_size = train_size
         if eval_batch_size < 1:
             raise ConfigError(f"data.eval_batch_size={eval_batch_size} must be >= 1")
         # Validation and test only: no gradients, so a larger batch changes no result and costs fewer calls.
@@ -164,39 +228,37 @@ class MNISTDataModule(L.LightningDataModule):
         if self.root is None:
             self.prepare_data()
         assert self.root is not None
-        train_images, train_labels = load_split(self.dataset_cls, self.root, train=True)
-        test_images, test_labels = load_split(self.dataset_cls, self.root, train=False)
+        stamp = files_stamp(self.dataset_cls, self.root)
+        train_images, _, _, _ = decoded(self.dataset_cls, self.root, stamp)
         train_index, val_index = self._split_indices(len(train_images))
         self.indices = {"train": train_index, "val": val_index}
         if self.loader == "resident":
-            device = self._device()
-            self.splits = {
-                "train": self._to_resident(train_images[train_index], train_labels[train_index], device),
-                "val": self._to_resident(train_images[val_index], train_labels[val_index], device),
-                "test": self._to_resident(test_images, test_labels, device),
-            }
+            split = (self.val_size, self.seed, len(train_index))
+            self.splits = resident_splits(
+                self.dataset_cls, self.root, stamp, split, self.mean, self.std, self._device()
+            )
 
     def _split_indices(self, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validation: the first `val_size` of a permutation seeded by `seed`; training: the rest, or its first
+        `train_size` (a seeded subset whose validation set is the same as the full run's)."""
         if not 0 <= self.val_size < total:
             raise ConfigError(
                 f"data.val_size={self.val_size} must be >= 0 and smaller than the {total} training images"
             )
-        if self.batch_size > total - self.val_size:
+        available = total - self.val_size
+        if self.train_size is not None and self.train_size > available:
             raise ConfigError(
-                f"data.batch_size={self.batch_size} is larger than the {total - self.val_size} training samples"
+                f"data.train_size={self.train_size} is more than the {available} training images left after "
+                f"data.val_size={self.val_size}: use at most {available}, or null for all of them"
             )
-        order = torch.randperm(total, generator=torch.Generator().manual_seed(self.seed))
-        return order[self.val_size :], order[: self.val_size]
+        train_size = available if self.train_size is None else self.train_size
+        if self.batch_size > train_size:
+            raise ConfigError(f"data.batch_size={self.batch_size} is larger than the {train_size} training samples")
+        return split_indices(total, self.val_size, self.seed, train_size)
 
     def _device(self) -> torch.device:
         # Resident data lives where the model trains.
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-
-    def _to_resident(
-        self, images: torch.Tensor, labels: torch.Tensor, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs = images.to(device=device, dtype=torch.float32).div_(255).sub_(self.mean).div_(self.std)
-        return inputs.flatten(1), labels.to(device)
 
     def _batches(self, split: str, shuffle: bool) -> ResidentBatches | DataLoader:
         if self.loader == "dataloader":

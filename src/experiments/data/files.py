@@ -360,7 +360,6 @@ def _download(cls: type[MNIST], data_dir: Path, names: list[str], search_dirs: l
         ) from None
 
 
-
 def load_split(cls: type[MNIST], root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, rows, columns) uint8 and labels (N,) int64 of one official split, checked by `prepare_root`."""
     raw = root / cls.__name__ / "raw"

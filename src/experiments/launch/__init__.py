@@ -1,1 +1,1 @@
-"""How a job runs: its DDP ranks and its place among parallel jobs."""
+"""How a job runs: its DDP ranks, its place among parallel jobs, and the launcher that runs multiruns side by side."""

@@ -26,6 +26,7 @@ from experiments.errors import (
     ConfigError,
     DataError,
     ExperimentError,
+    JobNotStarted,
     RunInterrupted,
     RunPruned,
     full_error,
@@ -47,6 +48,8 @@ FAILED_JOB_RESULT: float | None = None
 class Failure(Enum):
     INTERRUPTED = "Ctrl-C or SIGTERM: last.ckpt was saved"
     PRUNED = "a search's pruner stopped the trial early: an answer, not an error"
+    INTERRUPTED_SIDE_BY_SIDE = "the same, in a parallel sweep's worker: the launcher ends the sweep"
+    NOT_STARTED = "a parallel sweep's job that a Ctrl-C or SIGTERM reached before it began"
     RESUME_REFUSED = "a resume that cannot start (a mistake, data moved, a bad checkpoint)"
     SWEEP_JOB = "a job of a multirun"
     RUN = "a run whose training started"
@@ -71,6 +74,11 @@ ENDINGS: dict[Failure, Ending] = {
     Failure.INTERRUPTED: Ending(RunDirAfter.MARKED, INTERRUPTED, exit_code=128),
     # The sweeper finds its trial already told PRUNED (experiments.search.pruning); the search goes on.
     Failure.PRUNED: Ending(RunDirAfter.MARKED, PRUNED, exit_code=None),
+    # The worker goes on (an exit there would make joblib kill the other jobs while they save); the launcher
+    # exits 128 + the signal's number once every job has ended (experiments.launch.launcher).
+    Failure.INTERRUPTED_SIDE_BY_SIDE: Ending(RunDirAfter.MARKED, INTERRUPTED, exit_code=None),
+    # No line: the sweep's last line counts the jobs that did not start, and the plan lists them.
+    Failure.NOT_STARTED: Ending(RunDirAfter.DELETED, None, exit_code=None),
     Failure.RESUME_REFUSED: Ending(RunDirAfter.KEPT, None, exit_code=1),
     # The sweep report lists it; a job that failed before training gets a record saying so.
     Failure.SWEEP_JOB: Ending(RunDirAfter.MARKED, FAILED, exit_code=None),
@@ -79,9 +87,11 @@ ENDINGS: dict[Failure, Ending] = {
 }
 
 
-def classify(exc: BaseException, run_dir: RunDir, resuming: bool, multirun: bool) -> Failure:
+def classify(exc: BaseException, run_dir: RunDir, resuming: bool, multirun: bool, side_by_side: bool) -> Failure:
+    if isinstance(exc, JobNotStarted):
+        return Failure.NOT_STARTED
     if isinstance(exc, RunInterrupted):
-        return Failure.INTERRUPTED
+        return Failure.INTERRUPTED_SIDE_BY_SIDE if side_by_side else Failure.INTERRUPTED
     if isinstance(exc, RunPruned):
         return Failure.PRUNED
     if resuming and isinstance(exc, (ConfigError, DataError, CheckpointError)):
@@ -102,6 +112,7 @@ def report_failure(
     multirun: bool,
     tensorboard: bool,
     is_global_zero: bool,
+    side_by_side: bool = False,
 ) -> float | None:
     """Say what went wrong in one line and leave the run directory as `ENDINGS` says.
 
@@ -114,7 +125,7 @@ def report_failure(
             sys.exit(0)
         raise exc
     wants_traceback = full_error()
-    kind = classify(exc, run_dir, resuming, multirun)
+    kind = classify(exc, run_dir, resuming, multirun, side_by_side)
     ending = ENDINGS[kind]
     message = one_line(exc)
     if (os_error := os_error_of(exc)) is not None:
@@ -145,12 +156,15 @@ def report_failure(
             handler.close()
         shutil.rmtree(run_dir.path, ignore_errors=True)
 
+    if kind is Failure.NOT_STARTED:
+        return FAILED_JOB_RESULT
     if wants_traceback:
         raise exc
-    if kind is Failure.INTERRUPTED:
-        assert isinstance(exc, RunInterrupted)
+    if isinstance(exc, RunInterrupted):
         print(f"interrupted: {message}; continue with: {resume_command(run_dir.path)}", file=sys.stderr)
-        sys.exit((ending.exit_code or 0) + exc.signum)
+        if ending.exit_code is None:
+            return FAILED_JOB_RESULT
+        sys.exit(ending.exit_code + exc.signum)
     if kind is Failure.PRUNED:
         log.info(message)  # a line of the run, not an error: the search goes on
         return FAILED_JOB_RESULT

@@ -19,9 +19,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from experiments.errors import RunInterrupted, TrainingDiverged
+from experiments.lifecycle import stops
 from experiments.models.classifier import logs_step_metrics
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_STOP_SIGNALS = stops.STOP_SIGNALS
 
 
 def _learning_rate(trainer: L.Trainer) -> str:
@@ -53,6 +54,7 @@ class GracefulStop(Callback):
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is None:
             self.received = signum
+            stops.note(signum)  # a parallel sweep's worker then starts no further job
             return
         self._restore()
         trainer, name = self._trainer, signal.Signals(signum).name
@@ -71,6 +73,8 @@ class GracefulStop(Callback):
         self._trainer = trainer
         if threading.current_thread() is threading.main_thread() and trainer.world_size == 1:
             self._previous = {s: signal.signal(s, self._handle) for s in _STOP_SIGNALS}
+        if self.received is None:  # a parallel sweep's worker got the signal before this run's training
+            self.received = stops.noted()
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int

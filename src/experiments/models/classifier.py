@@ -41,6 +41,20 @@ def describe_factory(factory: Callable[..., Any] | None) -> dict[str, Any] | Non
     return {"name": getattr(factory, "__qualname__", repr(factory))}
 
 
+def direct_loss(loss: Loss) -> Loss:
+    """The loss as a plain functools.partial when it is one of this project's own (models/losses.py).
+
+    The loss runs on every training, validation and test step. A partial built by Hydra (`_partial_: true`)
+    checks its target against Hydra's instantiate policy again on every call (hydra-core >= 1.3.8), which
+    costs many times what the loss itself does on these networks. Hydra authorised the target when it built
+    the partial; for the project's own loss functions the step calls the same function with the same
+    arguments directly. Any other callable is kept as given, checks included.
+    """
+    if isinstance(loss, functools.partial) and loss.func in losses.LOSSES.values():
+        return functools.partial(loss.func, *loss.args, **loss.keywords)
+    return loss
+
+
 def logs_step_metrics(trainer: L.Trainer, step: int) -> bool:
     """Whether Lightning writes the step metrics of optimizer step `step` (0-based) to the loggers: every
     `trainer.log_every_n_steps` steps, and every step under fast_dev_run."""
@@ -77,7 +91,7 @@ class MNISTClassifier(L.LightningModule):
         # An empty scheduler config (the `none` option) means a constant learning rate.
         self.scheduler_factory = scheduler if callable(scheduler) else None
         self.hparams["scheduler"] = describe_factory(self.scheduler_factory)
-        self.criterion = loss or functools.partial(losses.cross_entropy)
+        self.criterion = direct_loss(loss) if loss is not None else functools.partial(losses.cross_entropy)
         self.hparams["loss"] = describe_factory(self.criterion)
         self.l1 = l1
 

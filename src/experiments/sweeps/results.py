@@ -44,6 +44,16 @@ class JobResult:
     val_acc_per_epoch: list[float | None] = field(default_factory=list)
     train_loss_per_epoch: list[float | None] = field(default_factory=list)  # the last logged step's, per epoch
     metrics: dict[str, float] = field(default_factory=dict)  # run.json's final metrics, finite ones only
+    # The last epoch's accuracies: train/acc counts the predictions made while training (dropout on),
+    # val/acc is measured after the epoch.
+    train_acc: float | None = None
+    val_acc: float | None = None
+
+    @property
+    def gap(self) -> float | None:
+        """Train minus validation accuracy at the last epoch: how far the model fits its training images
+        beyond what carries over to new ones (overfitting)."""
+        return None if self.train_acc is None or self.val_acc is None else self.train_acc - self.val_acc
 
     def value(self, metric: str) -> float | None:
         """A final metric, e.g. the one a search optimises; for val/acc_best also an interrupted job's best."""
@@ -125,6 +135,7 @@ def read_job(job_dir: Path) -> JobResult:
     val_best = finite_or_none(metrics.get("val/acc_best"))
     if val_best is None and any(v is not None for v in val_curve):  # interrupted: best of the epochs it did
         val_best = max(v for v in val_curve if v is not None)
+    last = history[-1] if history else {}
     match = re.match(r"^(\d+)(?:_|$)", job_dir.name)
     error = str(record.get("error") or "")
     if malformed:
@@ -147,6 +158,8 @@ def read_job(job_dir: Path) -> JobResult:
         val_acc_per_epoch=val_curve,
         train_loss_per_epoch=[finite_or_none(row.get("train/loss")) for row in history],
         metrics={str(k): v for k, value in metrics.items() if (v := finite_or_none(value)) is not None},
+        train_acc=finite_or_none(last.get("train/acc")),
+        val_acc=finite_or_none(last.get("val/acc")),
     )
 
 
