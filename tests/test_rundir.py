@@ -143,12 +143,14 @@ def test_every_failure_has_one_row(
     tmp_path: Path, exc: Exception, started: bool, resuming: bool, multirun: bool, kind: Failure
 ) -> None:
     run = started_run(tmp_path / "run", with_events=False) if started else RunDir(tmp_path / "new")
-    assert classify(exc, run, resuming, multirun) is kind
+    assert classify(exc, run, resuming, multirun, side_by_side=False) is kind
 
 
 def test_the_table_keeps_every_started_run_and_stops_single_runs() -> None:
     assert set(ENDINGS) == set(Failure)
-    assert ENDINGS[Failure.NOTHING_STARTED].run_dir is RunDirAfter.DELETED
-    assert all(e.run_dir is not RunDirAfter.DELETED for k, e in ENDINGS.items() if k is not Failure.NOTHING_STARTED)
-    # The sweep goes on after a failed job, and a search after a pruned trial.
-    assert [k for k, e in ENDINGS.items() if e.exit_code is None] == [Failure.PRUNED, Failure.SWEEP_JOB]
+    deleted = {Failure.NOTHING_STARTED, Failure.NOT_STARTED}  # nothing of them ever started
+    assert {k for k, e in ENDINGS.items() if e.run_dir is RunDirAfter.DELETED} == deleted
+    # The sweep goes on after a failed job, a search after a pruned trial, and a parallel sweep's worker
+    # after a Ctrl-C (the launcher ends the sweep once every job has saved).
+    goes_on = {Failure.SWEEP_JOB, Failure.PRUNED, Failure.INTERRUPTED_SIDE_BY_SIDE, Failure.NOT_STARTED}
+    assert {k for k, e in ENDINGS.items() if e.exit_code is None} == goes_on

@@ -261,6 +261,7 @@ def test_preset_grid_takes_plain_overrides_and_a_killed_sweep_reports_every_plan
     result = run_train(
         "experiment=bs_lr_sweep",
         "data.batch_size=64,128",
+        SEQUENTIAL,  # the sweep's own process is killed: with the parallel launcher it would be a worker
         f"paths.data_dir={mnist_dir}",
         *TINY,
         "+callbacks.kill._target_=tests.faults.SignalAt",

@@ -8,6 +8,7 @@ MLflow is imported by Lightning only when this logger is built (it takes seconds
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,16 @@ def mlflow_logger(run_dir: str, log_dir: str, **kwargs: Any) -> Any:
     group = run.parent.relative_to(root).as_posix() if run.parent.is_relative_to(root) else run.parent.name
     # A database store: MLflow 3 refuses new file stores (./mlruns) unless told otherwise.
     store = f"sqlite:///{root / 'mlflow.db'}"
-    return MLFlowLogger(
-        experiment_name=group,
-        run_name=run.name,
-        tracking_uri=store,
-        artifact_location=(root / "mlflow-artifacts" / group).as_uri(),
-        **kwargs,
-    )
+    # The jobs of a parallel sweep start together: the first to open the database creates and migrates it
+    # and the sweep's experiment, the others wait (two migrations at once fail: "duplicate column name").
+    with open(root / ".mlflow.db.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        logger = MLFlowLogger(
+            experiment_name=group,
+            run_name=run.name,
+            tracking_uri=store,
+            artifact_location=(root / "mlflow-artifacts" / group).as_uri(),
+            **kwargs,
+        )
+        _ = logger.experiment  # opens the store, the experiment and this run, under the lock
+    return logger
