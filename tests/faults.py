@@ -23,15 +23,19 @@ from experiments.checkpoints.io import AtomicCheckpointIO
 
 
 class SignalAt(Callback):
-    def __init__(self, epoch: int, batch: int, signal_name: str, marker: str) -> None:
+    """Sends `signal_name` to its own process `count` times in a row (count=2: Ctrl-C pressed twice)."""
+
+    def __init__(self, epoch: int, batch: int, signal_name: str, marker: str, count: int = 1) -> None:
         self.epoch, self.batch, self.signal_name, self.marker = epoch, batch, signal_name, Path(marker)
+        self.count = count
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch) and not self.marker.exists():
             self.marker.write_text(f"{self.signal_name} at step {trainer.global_step}\n")
-            os.kill(os.getpid(), getattr(signal, self.signal_name))
+            for _ in range(self.count):
+                os.kill(os.getpid(), getattr(signal, self.signal_name))
 
 
 class PoisonWeightsAt(Callback):

@@ -349,3 +349,57 @@ def test_command_full_error_keeps_the_exception(command, monkeypatch: pytest.Mon
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(ConfigError, match="ckpt_path is required"):
         command("evaluate")
+
+
+def test_an_errno_anywhere_in_the_chain_is_the_environment() -> None:
+    """torch's zip writer reports a full disk as a RuntimeError raised while the OSError was handled."""
+    import errno
+
+    from experiments.errors import is_bug, one_line
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/checkpoints/last.ckpt")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from None
+    except RuntimeError as suppressed:
+        assert is_bug(suppressed), "a context suppressed with `from None` is not followed"
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/checkpoints/last.ckpt")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")  # noqa: B904
+    except RuntimeError as wrapped:
+        assert not is_bug(wrapped)
+        assert one_line(wrapped).startswith("/runs/x/checkpoints/last.ckpt: No space left on device (ENOSPC); free")
+    try:
+        try:
+            raise FileNotFoundError(errno.ENOENT, "No such file", "cache.json")
+        except FileNotFoundError:
+            raise KeyError("a bug while handling a missing file")  # noqa: B904
+    except KeyError as bug:
+        assert is_bug(bug), "a missing file a library handled is no environment problem"
+
+
+def test_a_checkpoint_write_on_a_full_disk_raises_the_oserror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What torch's zip writer reports as `RuntimeError: [enforce fail at inline_container.cc ...]` reaches
+    the failure path as the OSError itself (the ENOSPC line, and the half-written file deleted)."""
+    import contextlib
+    import errno
+    import io as stdio
+
+    from experiments import atomic
+    from experiments.checkpoints.io import AtomicCheckpointIO
+
+    class FullDisk(stdio.BytesIO):
+        """Full after 4 KB: the first bytes of the archive fit."""
+
+        def write(self, data: bytes) -> int:
+            if self.tell() + len(data) > 4096:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
+    monkeypatch.setattr(atomic, "atomic_write", contextlib.contextmanager(lambda path, *a, **k: (yield FullDisk())))
+    with pytest.raises(OSError) as raised:
+        AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(10000)}, tmp_path / "checkpoints" / "last.ckpt")
+    assert raised.value.errno == errno.ENOSPC and isinstance(raised.value.__cause__, RuntimeError)

@@ -483,8 +483,6 @@ def run_cases(tmp: Path, mnist_dir: Path, checkpoint: Path) -> list[tuple[str, l
     ]
 
 
-
-
 def test_runs_keep_the_promise(
     train_cli, tmp_path: Path, mnist_dir: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -658,5 +656,196 @@ def test_real_processes_keep_the_promise(tmp_path: Path, mnist_dir: Path, tiny_c
 def test_the_fuzz_list_is_long() -> None:
     generated = len(VALUE_CASES) + len(COMPOSE_CASES) + len(BENCHMARK_CASES) + len(LR_FIND_CASES) + len(COMMAND_CASES)
     generated += RUN_CASE_COUNT + 3 + len(SUBPROCESS_CASES)  # 3: the failures during and before training
+    generated += CHAOS_CASE_COUNT
     print(f"\nfuzz list: {generated} bad inputs")
     assert len(VALUE_CASES) >= 100 and generated >= 100
+
+
+# --- the second chaos round: resume, checkpoints, Trainer additions, sweeps, consoles ----------------
+
+
+def fingerprint(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """Every file of a run directory with its size and mtime: what a refused command must leave alone."""
+    return {str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns) for p in run_dir.rglob("*")}
+
+
+def corrupt_in_place(path: Path) -> None:
+    """Bytes overwritten in the middle of the file, its size unchanged: a bad disk block, not a truncation."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+
+
+def killed_run(train_cli, logs: Path, mnist_dir: Path, *extra: str) -> Path:
+    """A finished quick run, put back as `kill -9` leaves one (run.json `running`)."""
+    before = run_dirs(logs)
+    result = train_cli(f"paths.data_dir={mnist_dir}", f"paths.log_dir={logs}", *QUICK, *extra)
+    assert result.code == 0, result.err
+    (run_dir,) = run_dirs(logs) - before
+    record = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**record, "status": "running"}))
+    return run_dir
+
+
+# What a resume cannot honour: groups, presets, values and deletions, each named in the one line.
+RESUME_REFUSED = [
+    "model/optimizer=adam",
+    "regularization=l1",
+    "experiment=mnist_adam",
+    "debug=fast",
+    "model=cnn",
+    "model/loss=focal",
+    "logger=csv",
+    "model.optimizer.lr=0.5",
+    "model.hidden_sizes=[64]",
+    "+trainer.gradient_clip_val=1",
+]
+# Bad additions to the Trainer: each is refused naming its key, whatever Lightning would have done.
+TRAINER_REFUSED = [
+    "+trainer.callbacks=[]",
+    "+trainer.logger=false",
+    "+trainer.inference_mode=[1]",
+    "+trainer.use_distributed_sampler=maybe",
+    "+trainer.plugins=abc",
+    "+trainer.barebones=1",
+    "+trainer.num_nodes=1.5",
+    "+trainer.max_epoch=3",
+    "+trainer.reload_dataloaders_every_n_epochs=x",
+]
+CHAOS_CASE_COUNT = len(RESUME_REFUSED) + len(TRAINER_REFUSED) + 12  # + the cases written out below
+
+
+def test_second_round_keeps_the_promise(
+    train_cli, command, tmp_path: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each case: (what it is, its result, the word its one line must hold, what must stay unchanged)."""
+    logs = tmp_path / "outputs"
+    data, log_dir = f"paths.data_dir={mnist_dir}", f"paths.log_dir={logs}"
+    counts = collections.Counter(dict.fromkeys(("tracebacks", "orphans", "silent accepts", "wrong exit codes"), 0))
+    broken: dict[str, list[str]] = {}
+
+    def check(name: str, result: CliResult, word: str, untouched: Path | None = None, before: Any = None) -> None:
+        counts["cases"] += 1
+        problems = []
+        if "Traceback" in result.out + result.err or "Logging error" in result.err:
+            problems.append("a traceback")
+            counts["tracebacks"] += 1
+        if result.code == 0:
+            problems.append("exit status 0")
+            counts["wrong exit codes"] += 1
+        if len(result.error_lines) != 1 or word not in result.error_lines[0]:
+            problems.append(f"not one error line saying {word!r}: {result.err.strip()[-400:]}")
+            counts["silent accepts" if not result.error_lines else "unclear lines"] += 1
+        if untouched is not None and fingerprint(untouched) != before:
+            problems.append(f"{untouched.name} changed")
+            counts["orphans"] += 1
+        if problems:
+            broken[name] = problems
+
+    # Resume: every override it cannot honour is refused before anything is written into the run.
+    run_dir = killed_run(train_cli, logs, mnist_dir)
+    resume = f"resume={run_dir}"
+    for override in RESUME_REFUSED:
+        before = fingerprint(run_dir)
+        check(f"resume {override}", train_cli(data, log_dir, *QUICK, resume, override), override, run_dir, before)
+    # A truncated run.json is no reason to refuse: the checkpoint holds the history.
+    record = (run_dir / "run.json").read_text()
+    (run_dir / "run.json").write_text(record[:40])
+    resumed = train_cli(data, log_dir, *QUICK, resume)
+    assert resumed.code == 0 and json.loads((run_dir / "run.json").read_text())["status"] == "completed", resumed.err
+
+    # Trainer additions, checked against Lightning's signature before anything is built.
+    for override in TRAINER_REFUSED:
+        before = run_dirs(logs)
+        result = train_cli(data, log_dir, *QUICK, override)
+        check(override, result, override.lstrip("+").split("=")[0])
+        counts["orphans"] += len(run_dirs(logs) - before)
+
+    # Checkpoints damaged in place: every reader says "corrupt", none blames a divergence.
+    damaged = killed_run(train_cli, logs, mnist_dir)
+    best = next(p for p in (damaged / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt")
+    corrupt_in_place(best)
+    corrupt_in_place(damaged / "checkpoints" / "last.ckpt")
+    loose = tmp_path / "loose.ckpt"  # a copy with no recorded checksum: its zip CRCs tell
+    shutil.copy(damaged / "checkpoints" / "last.ckpt", loose)
+    (tmp_path / "digit.png").write_bytes(b"")
+    before = fingerprint(damaged)
+    check("evaluate a corrupt best checkpoint", command("evaluate", f"ckpt_path={damaged}"), "corrupt")
+    check("predict with it", command("predict", f"ckpt_path={damaged}", f"inputs={loose}"), "corrupt")
+    check("evaluate a loose corrupt copy", command("evaluate", f"ckpt_path={loose}"), "corrupt")
+    check("train from it", train_cli(data, log_dir, *QUICK, f"ckpt_path={loose}"), "corrupt")
+    check(
+        "resume a corrupt last.ckpt", train_cli(data, log_dir, *QUICK, f"resume={damaged}"), "corrupt", damaged, before
+    )
+
+    # Batch norm and a last batch of one image: refused before the first step (501 images, batches of 100).
+    check(
+        "batch norm, last batch of one",
+        train_cli(
+            data,
+            log_dir,
+            *QUICK,
+            "model.batch_norm=true",
+            "data.val_size=99",
+            "data.batch_size=100",
+            "trainer.limit_train_batches=null",
+        ),
+        "data.batch_size=100",
+    )
+
+    # evaluate on a run whose config.yaml is damaged.
+    (damaged / "config.yaml").write_text("data: [unclosed\n")
+    check("evaluate, malformed config.yaml", command("evaluate", f"ckpt_path={loose.parent / 'none'}"), "none")
+    shutil.copy(best.with_name("last.ckpt"), best)  # any readable file; the config is what fails
+    check("evaluate, malformed config.yaml", command("evaluate", f"ckpt_path={damaged}"), "config.yaml")
+
+    # A lab given an override that one of its configurations lacks: one line, no sweep directory.
+    lab = train_cli(data, log_dir, *QUICK, "experiment=compare_models", "model.hidden_sizes=[64]")
+    check("lab with an override a configuration lacks", lab, "model.hidden_sizes")
+    counts["orphans"] += int((logs / "sweeps").is_dir() and any((logs / "sweeps").iterdir()))
+
+    # A sweep whose every job failed exits non-zero, after each job's line and the report.
+    sweep = train_cli(data, log_dir, *QUICK, "experiment=compare_optimizers", "model.optimizer.lr=-1")
+    counts["cases"] += 1
+    if sweep.code == 0 or not sweep.error_lines or "all 12 jobs of the sweep failed" not in sweep.error_lines[-1]:
+        broken["sweep whose every job failed"] = [f"exit {sweep.code}: {sweep.err.strip()[-300:]}"]
+        counts["wrong exit codes"] += sweep.code == 0
+    # experiments-compare on that sweep with malformed records: a report, the damage named, no traceback.
+    (sweep_dir,) = (logs / "sweeps").iterdir()
+    for job, junk in zip(
+        sorted(p for p in sweep_dir.iterdir() if p.is_dir()), ([1, 2], {"history": "x"}, '{"st'), strict=False
+    ):
+        (job / "run.json").write_text(junk if isinstance(junk, str) else json.dumps(junk))
+    compared = command("compare", f"sweep_dir={sweep_dir}")
+    counts["cases"] += 1
+    if compared.code != 0 or "Traceback" in compared.err or "malformed" not in (sweep_dir / "summary.md").read_text():
+        broken["compare, malformed records"] = [f"exit {compared.code}: {compared.err.strip()[-300:]}"]
+    # predict on a blank image and a 1x1 one: classified, with a word that the answer means nothing.
+    from PIL import Image
+
+    Image.new("L", (28, 28), 255).save(tmp_path / "blank.png")
+    Image.new("L", (1, 1), 0).save(tmp_path / "dot.png")
+    blank = command("predict", f"ckpt_path={run_dir}", f"inputs=[{tmp_path / 'blank.png'},{tmp_path / 'dot.png'}]")
+    counts["cases"] += 1
+    warnings_given = [line for line in blank.err.splitlines() if line.startswith("warning: ")]
+    if blank.code != 0 or len(warnings_given) != 2:
+        broken["predict, blank and 1x1 images"] = [f"exit {blank.code}: {blank.err.strip()[-300:]}"]
+        counts["silent accepts"] += len(warnings_given) != 2
+
+    print(f"\nsecond round: {dict(counts)}")
+    assert counts["cases"] == CHAOS_CASE_COUNT
+    assert broken == {}
+
+
+def test_an_ascii_console_gets_escapes_not_logging_errors(tmp_path: Path, mnist_dir: Path) -> None:
+    """PYTHONIOENCODING=ascii (a C locale, a pipe into an old tool) and a non-ASCII run name."""
+    command = [sys.executable, str(REPO_ROOT / "train.py"), f"paths.log_dir={tmp_path / 'outputs'}"]
+    command += [f"paths.data_dir={mnist_dir}", *QUICK, "train=false", "run_name='üñí漢'"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONIOENCODING": "ascii"}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Logging error" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "\\xfc\\xf1\\xed" in done.stdout  # the name, escaped, in the lines that show it
+    (run_dir,) = run_dirs(tmp_path / "outputs")
+    assert "üñí漢" in (run_dir / "train.log").read_text(encoding="utf-8")

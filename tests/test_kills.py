@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from experiments.errors import USER_FULL_ERROR
 from tests.conftest import FAST_RUN, REPO_ROOT, CliResult, call_main, train_in_process
 
 EPOCHS, STEPS_PER_EPOCH = 2, 4  # FAST_RUN: 2 epochs of 4 batches
@@ -78,6 +79,19 @@ MATRIX = {
 }
 
 
+# Runs stopped otherwise, each with its own test below: Ctrl-C twice in a row (the second stops at once,
+# without saving), and a kill during test after which the run directory is moved elsewhere.
+DOUBLE_SIGINT = [
+    "+callbacks.interrupt._target_=tests.faults.SignalAt",
+    "+callbacks.interrupt.epoch=1",
+    "+callbacks.interrupt.batch=1",
+    "+callbacks.interrupt.signal_name=SIGINT",
+    "+callbacks.interrupt.count=2",
+    "+callbacks.interrupt.marker=@MARKER@",
+]
+OTHER_STOPS = {"double_sigint": DOUBLE_SIGINT, "moved": kill_at("test_batch", batch=0), "setup": kill_at("setup")}
+
+
 @dataclass
 class Killed:
     outputs: Path  # paths.log_dir of the killed run
@@ -96,12 +110,15 @@ def start_killed_run(folder: Path, mnist_dir: Path, fault: list[str]) -> Killed:
     """`python train.py ...` with a fault that kills it; waits for its end."""
     marker = folder / "fired"
     args = [f"paths.data_dir={mnist_dir}", *RUN, *(f.replace("@MARKER@", str(marker)) for f in fault)]
-    if "KillAt" in " ".join(fault):
+    if "KillAt" in " ".join(fault) and "SignalAt" not in " ".join(fault):
         args.append(f"+callbacks.kill.marker={marker}")
     outputs = folder / "outputs"
     command = [sys.executable, str(REPO_ROOT / "train.py"), f"paths.log_dir={outputs}", *args]
     pythonpath = os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": pythonpath}
+    # HYDRA_FULL_ERROR set outright: the in-process reference run sets it (config.mistakes) while it runs,
+    # and a process started meanwhile would inherit it.
+    env = {k: v for k, v in os.environ.items() if k != USER_FULL_ERROR}
+    env.update({"CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": pythonpath, "HYDRA_FULL_ERROR": "0"})
     done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     return Killed(outputs, args, done.returncode, done.stderr, marker.is_file())
 
@@ -112,11 +129,12 @@ def killed(
 ) -> Iterator[dict[str, Future[Killed]]]:
     """The killed runs of the selected tests, two at a time (mostly interpreter start-up: one core each),
     started before the reference run so that they run while it does."""
-    faults = {point: fault for point, (fault, _, _) in MATRIX.items()} | {"setup": kill_at("setup")}
+    faults = {point: fault for point, (fault, _, _) in MATRIX.items()} | OTHER_STOPS
     items = [item for item in request.session.items if item.module is request.module]
     selected = {item.callspec.params.get("point") for item in items if hasattr(item, "callspec")}
-    if any(item.name == test_killed_before_the_first_checkpoint_says_so.__name__ for item in items):
-        selected.add("setup")
+    for point, test in OTHER_TESTS.items():
+        if any(item.name == test for item in items):
+            selected.add(point)
     faults = {point: fault for point, fault in faults.items() if point in selected}
     with ThreadPoolExecutor(max_workers=2) as pool:
         yield {
@@ -180,13 +198,52 @@ def test_killed_run_resumes_as_if_never_killed(
         assert written.stat().st_mode & 0o777 == 0o644, written
 
 
-def test_killed_before_the_first_checkpoint_says_so(killed: dict[str, Future[Killed]], resume: Any) -> None:
+def test_killed_before_the_first_checkpoint_says_so_and_leaves_nothing(
+    killed: dict[str, Future[Killed]], resume: Any
+) -> None:
     run = killed["setup"].result()
-    assert_killed(run)
+    run_dir = assert_killed(run)
     resumed = resume(run)
     assert resumed.code == 1
     (line,) = resumed.error_lines
     assert "nothing to resume" in line and "start the run again without resume" in line
+    assert "is removed" in line and not run_dir.exists(), "a run with nothing to resume is no orphan"
+
+
+def test_ctrl_c_twice_stops_at_once_marked_interrupted_and_resumes(
+    killed: dict[str, Future[Killed]], reference: dict[str, Any], resume: Any
+) -> None:
+    run = killed["double_sigint"].result()
+    assert run.fired and run.returncode == 128 + 2, run.stderr[-3000:]
+    (line,) = [line for line in run.stderr.splitlines() if line.startswith("interrupted: ")]
+    assert "SIGINT twice: stopped at once" in line and "continue with: " in line and "resume=" in line
+    record = json.loads((run.run_dir / "run.json").read_text())
+    assert record["status"] == "interrupted" and [row["epoch"] for row in record["history"]] == [0]
+    resumed = resume(run)
+    assert resumed.code == 0, resumed.err
+    assert summary(run.run_dir) == reference
+
+
+def test_a_run_killed_during_test_and_moved_resumes(
+    killed: dict[str, Future[Killed]], reference: dict[str, Any], resume: Any
+) -> None:
+    """last.ckpt names the best checkpoint by its old path: the resumed run tests the moved one."""
+    run = killed["moved"].result()
+    old = assert_killed(run)
+    moved = Killed(run.outputs.parent / "elsewhere", run.args, run.returncode, run.stderr, run.fired)
+    (moved.outputs / "runs").mkdir(parents=True)
+    old.rename(moved.outputs / "runs" / old.name)
+    resumed = resume(moved)
+    assert resumed.code == 0, resumed.err
+    assert summary(moved.run_dir) == reference
+    assert len([p for p in (moved.run_dir / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt"]) == 1
+
+
+OTHER_TESTS = {
+    "setup": test_killed_before_the_first_checkpoint_says_so_and_leaves_nothing.__name__,
+    "double_sigint": test_ctrl_c_twice_stops_at_once_marked_interrupted_and_resumes.__name__,
+    "moved": test_a_run_killed_during_test_and_moved_resumes.__name__,
+}
 
 
 def test_reference_covers_every_epoch_and_step(reference: dict[str, Any]) -> None:

@@ -117,7 +117,7 @@ def test_the_resume_command_is_typed_as_the_run_was_started(tmp_path: Path, monk
 
     # Older names (`=` and `,`) and names with letters Hydra's grammar reserves for quoted strings: quoted,
     # and the shell and Hydra give back the path.
-    for name in ("2026-11-24_10-31-02.123456_lr=0.1,batch_size=32", "2026_üü", "it's \"odd\" \\"):
+    for name in ("2026-11-24_10-31-02.123456_lr=0.1,batch_size=32", "2026_üü", 'it\'s "odd" \\'):
         *_, token = shlex.split(console.resume_command(run_dir.parent / name))
         assert hydra_value(token) == f"outputs/runs/{name}"
     assert console.resume_command(Path("/elsewhere/runs/x")).endswith(" resume=/elsewhere/runs/x")
@@ -212,3 +212,64 @@ def test_a_run_prints_no_warnings_or_tips_and_keeps_its_lines_in_train_log(
     for line in (header[0], "GPU available", "Restoring states from the checkpoint", "Test accuracy:", "TensorBoard:"):
         assert line in log, line
     assert "Tip:" not in log
+
+
+# --- one writer per run ---
+
+HOLD_LOCK = (
+    "import sys, time; from experiments.rundir import RunDir; "
+    "RunDir(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(120)"
+)
+
+
+def stopped_run(cli, mnist_dir: Path, tmp_path: Path) -> Path:
+    """A quick run, left as `kill -9` leaves one (run.json `running`)."""
+    result = cli(f"paths.data_dir={mnist_dir}", *TINY)
+    assert result.code == 0, result.err
+    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
+    set_status(run_dir, "running")
+    RunDir(run_dir).release()  # as if the run had been another process, now gone
+    return run_dir
+
+
+def test_a_live_run_is_never_resumed_and_resume_last_skips_it(cli, mnist_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    run_dir = stopped_run(cli, mnist_dir, tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(run_dir)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        before = sorted((p.name, p.stat().st_mtime_ns) for p in run_dir.rglob("*"))
+        refused = cli(f"resume={run_dir}", f"paths.data_dir={mnist_dir}")
+        assert refused.code == 1 and len(refused.error_lines) == 1, refused.err
+        assert f"still training (process {holder.pid} holds" in refused.error_lines[0]
+        assert sorted((p.name, p.stat().st_mtime_ns) for p in run_dir.rglob("*")) == before, "nothing written"
+        skipped = cli("resume=last", f"paths.data_dir={mnist_dir}")
+        assert skipped.code == 1 and "no live process training it" in skipped.error_lines[0]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cli(f"resume={run_dir}", f"paths.data_dir={mnist_dir}").code == 0, "resumable once its writer is gone"
+
+
+def test_two_resumes_started_together_one_wins(cli, mnist_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import REPO_ROOT
+
+    run_dir = stopped_run(cli, mnist_dir, tmp_path)
+    command = [sys.executable, str(REPO_ROOT / "train.py"), f"resume={run_dir}", f"paths.data_dir={mnist_dir}"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HYDRA_FULL_ERROR": "0"}
+    both = [subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = sorted((p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in both)
+    (won, _), (lost, err) = results
+    assert (won, lost) == (0, 1), results
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    # Refused by the lock while the winner trains, or (on a slow machine) as completed once it is done.
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "still training (process" in lines[0] or "already completed" in lines[0], lines
+    assert len(list((run_dir / ".hydra").glob("resume-*"))) == 1, "the refused one wrote nothing into the run"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"

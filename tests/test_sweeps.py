@@ -238,7 +238,7 @@ def test_plain_override_replaces_the_presets_list(cli, mnist_dir: Path, tmp_path
     lists exactly the jobs Hydra runs, in its order. Every job stops at config validation (a bad
     data.val_size): the sweep's shape is under test here, not training."""
     result = cli("experiment=bs_lr_sweep", "data.batch_size=64,128", f"paths.data_dir={mnist_dir}", "data.val_size=-1")
-    assert result.code == 0, result.err
+    assert result.code == 1 and result.error_lines[-1].startswith("error: all 8 jobs of the sweep failed"), result.err
     sweep_dir = only_sweep_dir(tmp_path / "outputs")
     started = job_overrides(sweep_dir)
     assert sorted((o[0], o[1]) for o in started.values()) == sorted(

@@ -43,6 +43,15 @@ class DropMessages(logging.Filter):
         return not self.pattern.search(record.getMessage())
 
 
+def tolerant_streams() -> None:
+    """A console that cannot show a character (PYTHONIOENCODING=ascii, a C locale) gets an escape for it,
+    `\\xfc`, instead of an exception in every logging call that prints a non-ASCII run name."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def ignore_spurious_warnings(checkpoint_dir: Path | None = None) -> None:
     """Called by every run (not at import: pytest and warnings.catch_warnings restore the filters), with
     the checkpoint directory of a run being resumed."""

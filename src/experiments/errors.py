@@ -79,11 +79,25 @@ def os_error_line(exc: OSError) -> str:
 
 
 def os_error_of(exc: BaseException | None) -> OSError | None:
-    """The OSError behind exc: itself, or what it was explicitly raised from (a library's wrapper)."""
-    while exc is not None:
+    """The OSError behind exc: itself, what it was explicitly raised from (a library's wrapper), or an
+    OSError of the environment (a full, read-only or failing disk, permissions) that was being handled
+    when it was raised (torch's zip writer reports a full disk as a RuntimeError raised that way).
+    Followed through the whole chain; a context that was being handled is taken only for the
+    environment's errnos, since a library may turn a missing file into an answer of its own."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
         if isinstance(exc, OSError):
             return exc
-        exc = exc.__cause__
+        if exc.__cause__ is not None:
+            exc = exc.__cause__
+            continue
+        context = exc.__context__
+        if context is not None and not exc.__suppress_context__:
+            found = os_error_of(context)
+            if found is not None and (found.errno in _OS_FIXES or found.errno == errno.EIO):
+                return found
+        return None
     return None
 
 

@@ -50,7 +50,7 @@ def train(cfg: DictConfig, run_dir: RunDir, overrides: list[str], in_sweep: bool
 
     from experiments import atomic
     from experiments.checkpoints import continuity, io, load
-    from experiments.config.preflight import check_accelerator
+    from experiments.config.preflight import check_accelerator, check_trainer_arguments
     from experiments.launch import ddp
     from experiments.lifecycle.callback import RunLifecycle
     from experiments.lifecycle.guards import DivergenceGuard, GracefulStop
@@ -58,6 +58,7 @@ def train(cfg: DictConfig, run_dir: RunDir, overrides: list[str], in_sweep: bool
     from experiments.tensorboard.figures import write_test_figures
 
     check_accelerator(cfg)
+    check_trainer_arguments(cfg.trainer)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls: free speed on Ampere and newer
     torch.set_flush_denormal(bool(cfg.get("flush_denormal", True)))
@@ -68,6 +69,8 @@ def train(cfg: DictConfig, run_dir: RunDir, overrides: list[str], in_sweep: bool
     model = build(cfg.model, "model")
     datamodule.check_model(model)  # images of the size the network takes, before anything trains
     start_checkpoint = load.verify_start(cfg.get("ckpt_path"), model) if cfg.train else None
+    if ddp.is_global_zero():  # only now is the run directory sure to stay: its resume command means something
+        log.info(f"Run: {console.shown(run_dir.path)}  (resume if interrupted: {console.resume_command(run_dir.path)})")
     record = RunRecord(run_dir, run_info(cfg, overrides))
     loggers = build_group(cfg, "logger")
     callbacks = build_group(cfg, "callbacks")
@@ -137,6 +140,7 @@ def print_summary(metrics: dict[str, float | None], output_dir: Path) -> None:
 
 def run(cfg: DictConfig) -> float | None:
     """The Hydra task: train, print the summary, and turn failures into one readable line (lifecycle.failures)."""
+    console.tolerant_streams()
     hydra_cfg = HydraConfig.get()
     run_dir = RunDir(Path(hydra_cfg.runtime.output_dir))
     overrides = list(hydra_cfg.overrides.task)
@@ -149,14 +153,13 @@ def run(cfg: DictConfig) -> float | None:
         from experiments.launch import ddp, parallel  # torch and Lightning: only now that a run starts
 
         is_global_zero = ddp.is_global_zero()
+        if is_global_zero:
+            run_dir.acquire()  # one writer per run (a resume took it in ResumeCheck, before Hydra wrote)
         with parallel.place_job(cfg), ddp.job_scope(cfg):
             if cfg.get("resume"):
                 resumed = resume.prepare(cfg, run_dir.path, overrides)
                 cfg, overrides = resumed.cfg, resumed.overrides
             console.ignore_spurious_warnings(run_dir.checkpoints if resuming else None)
-            if is_global_zero:
-                shown = console.shown(run_dir.path)
-                log.info(f"Run: {shown}  (resume if interrupted: {console.resume_command(run_dir.path)})")
             metrics = train(cfg, run_dir, overrides, in_sweep)
     except Exception as exc:
         return report_failure(
@@ -169,6 +172,8 @@ def run(cfg: DictConfig) -> float | None:
             is_global_zero=is_global_zero,
             side_by_side=runs_in_parallel(hydra_cfg),
         )
+    finally:
+        run_dir.release()
     if is_global_zero:
         print_summary(metrics, run_dir.path)
     return metrics.get(cfg.get("optimized_metric", "val/acc_best"))

@@ -4,6 +4,11 @@ Every load goes through `load_checkpoint`, which uses `torch.load(weights_only=T
 data, and unpickling arbitrary objects from a file someone handed you runs their code. What a checkpoint
 asks to be built is data too: `model_from_checkpoint` checks its hyperparameters (types, known names,
 layer widths, total size) before building anything, and no network is loaded with NaN/inf weights.
+
+Before any of that, `check_integrity` makes sure the bytes are the ones written: the sha256 the run
+recorded when it wrote the file (experiments.checkpoints.io), or, for a checkpoint without one, the CRC
+of every member of its zip archive (torch.save's format). Damage is called corruption, never a
+divergence or a mismatch, whatever the bytes would have decoded to.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from torch import nn
 
 from experiments.config.schema import MAX_WIDTH
 from experiments.errors import CheckpointError
-from experiments.rundir import CHECKPOINTS, LAST_FILE
+from experiments.rundir import CHECKPOINTS, LAST_FILE, checkpoint_problem
 
 # The training settings among a checkpoint's hyper_parameters; the others name the network and its arguments.
 TRAINING_KEYS = ("optimizer", "scheduler", "loss", "l1", "compile")
@@ -35,11 +40,23 @@ TRAINING_STATE = ("pytorch-lightning_version", "optimizer_states")
 NETWORK_PREFIX = "net."
 
 
+def check_integrity(path: Path) -> None:
+    """CheckpointError saying "corrupt" unless the file holds the bytes its run wrote (the recorded sha256)
+    or, with no checksum recorded for it, a zip archive whose every member passes its CRC check."""
+    problem = checkpoint_problem(path)
+    if problem:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt: {_short(problem, 200)}; it was damaged after it was "
+            "written. Use another checkpoint (an earlier run's, or retrain)"
+        )
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint as a dict of tensors and plain values, or CheckpointError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    check_integrity(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

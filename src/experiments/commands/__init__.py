@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.config.preflight import writable_problem
+from experiments.console import tolerant_streams
 from experiments.errors import ConfigError, full_error, is_bug, one_line
 
 # The same folder train.py composes from; each command reads its own <command>.yaml there.
@@ -31,6 +32,7 @@ def one_line_errors(task: Callable[[DictConfig], None]) -> Callable[[DictConfig]
 
     @functools.wraps(task)
     def run(cfg: DictConfig) -> None:
+        tolerant_streams()
         try:
             task(cfg)
         except Exception as exc:

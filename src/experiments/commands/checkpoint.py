@@ -41,9 +41,23 @@ class RunFiles:
         self.config_file = self.run_dir.config if self.run_dir else None
         data: dict[str, Any] = dict(DEFAULT_DATA)
         if self.config_file is not None:
-            saved = OmegaConf.to_container(OmegaConf.load(self.config_file), resolve=False)
-            data = {k: v for k, v in dict(saved.get("data") or {}).items() if not str(k).startswith("_")}
+            data = self._saved_data(self.config_file)
         self.data = data
+
+    @staticmethod
+    def _saved_data(config_file: Path) -> dict[str, Any]:
+        """The `data` section of a run's config.yaml, or ConfigError naming the file when it is damaged."""
+        fix = "restore it from a copy, or remove it to evaluate with the MNIST defaults"
+        try:
+            saved = OmegaConf.to_container(OmegaConf.load(config_file), resolve=False)
+        except Exception as exc:  # yaml's and OmegaConf's errors alike: the file is damaged
+            raise ConfigError(
+                f"{config_file} is not a readable config ({' '.join(str(exc).split())[:160]}); {fix}"
+            ) from None
+        data = saved.get("data") if isinstance(saved, dict) else None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{config_file} has no data section (a mapping), as every run's config does; {fix}")
+        return {str(k): v for k, v in data.items() if not str(k).startswith("_")}
 
     def datamodule(self, data_dir: Any = None) -> Any:
         """The run's MNISTDataModule (same dataset, normalisation and validation split)."""

@@ -82,7 +82,7 @@ def report(data_dir: str) -> list[str]:
     import lightning
     import torch
 
-    from experiments.data.files import DATASETS, find_raw_dir
+    from experiments.data.files import DATASETS, find_raw_dir, found_problem
 
     cuda = torch.cuda.is_available()
     mps = torch.backends.mps.is_available()
@@ -104,6 +104,9 @@ def report(data_dir: str) -> list[str]:
         search = [Path(d) for d in EXTRA_SEARCH_DIRS.get(name, [])]
         found = find_raw_dir(cls, Path(data_dir), search)
         where = f"found in {found}" if found else f"not found (looked in {Path(data_dir) / cls.__name__ / 'raw'})"
+        problem = found_problem(cls, found) if found else None
+        if problem:  # the files are there, but a run would refuse them: say so, and why
+            where = f"found in {found}, but unusable: {problem}"
         lines.append(f"{name + ':':<15}{where}")
     return lines
 

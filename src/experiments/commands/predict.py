@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import struct
+import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 # Checked on the size in the file's header, before any pixel is decoded: a 20000x20000 PNG is a few KB.
 # Stated in conf/predict.yaml's help too.
 MAX_PIXELS = 64_000_000
+# Below this contrast (of pixel values in [0, 1]) an image is one colour: nothing was written on it.
+MIN_CONTRAST = 0.05
+# Smaller images hold too little to be a digit (MNIST's digits are 20 pixels across).
+MIN_SIDE = 8
 
 
 def image_files(inputs: Any) -> list[Path]:
@@ -109,6 +114,7 @@ def load_image(path: Path, invert: Any = "auto", digits: bool = True) -> np.ndar
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))  # transparent means paper
         image = Image.alpha_composite(background, image.convert("RGBA"))
     pixels = np.asarray(image.convert("L"), dtype=np.float32) / 255
+    _warn_if_meaningless(path, pixels)
     if invert == "auto":
         border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
         invert = float(np.median(border)) > 0.5  # a light border is paper: dark ink on light paper
@@ -121,6 +127,19 @@ def load_image(path: Path, invert: Any = "auto", digits: bool = True) -> np.ndar
     if digits:
         return _digit_box(pixels)
     return np.asarray(Image.fromarray(pixels).resize((28, 28), Image.Resampling.LANCZOS), dtype=np.float32)
+
+
+def _warn_if_meaningless(path: Path, pixels: np.ndarray) -> None:
+    """A word on stderr for an image the model will classify anyway, though it holds no digit: the
+    probabilities printed for it mean nothing."""
+    height, width = pixels.shape
+    problem = None
+    if min(height, width) < MIN_SIDE:
+        problem = f"the image is {width}x{height} pixels, too small to hold a digit"
+    elif float(pixels.max() - pixels.min()) < MIN_CONTRAST:
+        problem = "the image is blank (one colour)"
+    if problem:
+        print(f"warning: {path}: {problem}; its prediction means nothing", file=sys.stderr, flush=True)
 
 
 def class_labels(dataset: str) -> list[str]:

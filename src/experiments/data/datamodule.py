@@ -298,7 +298,33 @@ class MNISTDataModule(L.LightningDataModule):
         # overfit_batches must see the same batches every epoch; Lightning can only switch off the
         # shuffling of a DataLoader's sampler, so the resident path asks the trainer itself.
         overfitting = self.trainer is not None and bool(self.trainer.overfit_batches)
-        return self._batches("train", shuffle=not overfitting)
+        batches = self._batches("train", shuffle=not overfitting)
+        self._check_last_batch(len(batches), overfitting)
+        return batches
+
+    def _check_last_batch(self, count: int, overfitting: bool) -> None:
+        """ConfigError before the first step when an epoch would end with a batch of one image and the model
+        has batch norm, which cannot normalise a single sample in training (torch raises in the forward
+        pass, after a whole epoch of work)."""
+        trainer = self.trainer
+        if trainer is None or self.drop_last or overfitting or trainer.world_size != 1:
+            return
+        norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.SyncBatchNorm)
+        model = trainer.lightning_module
+        if model is None or not any(isinstance(m, norms) for m in model.modules()):
+            return
+        samples = len(self.indices["train"])
+        if samples % self.batch_size != 1:
+            return
+        limit = trainer.limit_train_batches
+        used = count if limit is None else limit if isinstance(limit, int) else int(count * limit)
+        if used < count:  # the epoch stops before its last batch
+            return
+        raise ConfigError(
+            f"data.batch_size={self.batch_size}: the {samples} training images leave a last batch of one image "
+            "each epoch, which batch norm cannot train on; set data.drop_last=true, or another data.batch_size "
+            f"(e.g. {self.batch_size + 1}) or data.val_size"
+        )
 
     def val_dataloader(self) -> ResidentBatches | DataLoader:
         return self._batches("val", shuffle=False)

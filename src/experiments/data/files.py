@@ -170,27 +170,51 @@ def _read(handle: IO[bytes], size: int, archive: Path) -> bytes:
         ) from None
 
 
-def _extract(archive: Path, target: Path, name: str) -> None:
-    """Decompress through atomic_write, checking the IDX header on the way: a kill, a truncated archive or
-    one holding more or less data than its header announces leaves no file behind."""
-    with gzip.open(archive, "rb") as src, _writing(target) as dst:
+def _idx_chunks(archive: Path, name: str) -> Iterator[bytes]:
+    """The decompressed bytes of a .gz IDX file, its header first, checked on the way: DataError when the
+    archive is damaged or holds more or less data than its header announces."""
+    with gzip.open(archive, "rb") as src:
         head = _read(src, 4, archive)
         if len(head) == 4:
             head += _read(src, 4 * head[3], archive)
         dims = _parse_header(head, name, str(archive))
-        dst.write(head)
+        yield head
         announced, held = math.prod(dims), 0
         while chunk := _read(src, 1 << 20, archive):
             held += len(chunk)
             if held > announced:
                 break
-            dst.write(chunk)
+            yield chunk
         if held != announced:
             amount = f"more than {announced}" if held > announced else str(held)
             raise DataError(
                 f"{archive} decompresses to {amount} bytes of data, but the IDX header inside announces "
                 f"{_describe(dims)} ({announced} bytes): it is not a complete {name}; replace it with a fresh copy"
             )
+
+
+def _extract(archive: Path, target: Path, name: str) -> None:
+    """Decompress through atomic_write, checking the IDX header on the way: a kill, a truncated archive or
+    one holding more or less data than its header announces leaves no file behind."""
+    with _writing(target) as dst:
+        for chunk in _idx_chunks(archive, name):
+            dst.write(chunk)
+
+
+def found_problem(cls: type[MNIST], found: Path) -> str | None:
+    """What train would refuse in the files `find_raw_dir` found (unreadable, truncated, not IDX, a .gz that
+    does not decompress to what its header announces), or None; reads only (experiments-doctor)."""
+    try:
+        for name in raw_file_names(cls):
+            source = _source(found, name)
+            if source.suffix == ".gz":
+                for _ in _idx_chunks(source, name):
+                    pass
+            else:
+                _header(source, name, str(source))
+    except DataError as exc:
+        return str(exc)
+    return None
 
 
 def _copy(source: Path, target: Path) -> None:

@@ -39,8 +39,10 @@ def _describe(value: float | None) -> str:
 class GracefulStop(Callback):
     """Ctrl-C or SIGTERM: finish the batch in progress, save `checkpoints/last.ckpt`, stop the run.
 
-    A second Ctrl-C/SIGTERM while that happens stops at once (KeyboardInterrupt), for the impatient.
-    The run ends with RunInterrupted, which `experiments.train.run` reports with the resume command.
+    A second Ctrl-C/SIGTERM before that is done stops at once, for the impatient: the run resumes from the
+    last.ckpt it had (a checkpoint write it cuts short leaves the previous file, experiments.atomic).
+    Either way the run ends with RunInterrupted, which `experiments.train.run` reports with the resume
+    command, and run.json says `interrupted`.
     """
 
     def __init__(self, checkpoint: Path, sweep: str | None = None) -> None:
@@ -48,13 +50,18 @@ class GracefulStop(Callback):
         self.sweep = sweep  # the sweep directory of a multirun job: a parallel sweep's stop concerns it
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
+        self._trainer: L.Trainer | None = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.received is not None:
-            self._restore()
-            raise KeyboardInterrupt
-        self.received = signum
-        stops.note(signum, self.sweep)  # a parallel sweep's worker then starts no further job
+        if self.received is None:
+            self.received = signum
+            stops.note(signum, self.sweep)  # a parallel sweep's worker then starts no further job
+            return
+        self._restore()
+        trainer, name = self._trainer, signal.Signals(signum).name
+        where = f" at step {trainer.global_step} (epoch {trainer.current_epoch})" if trainer is not None else ""
+        kept = f"resume continues from {self.checkpoint}" if self.checkpoint.is_file() else "no checkpoint saved yet"
+        raise RunInterrupted(f"{name} twice: stopped at once{where}; {kept}", signum=signum)
 
     def _restore(self) -> None:
         for signum, handler in self._previous.items():
@@ -64,6 +71,7 @@ class GracefulStop(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Signal handlers live in the main thread. Under DDP a signal reaches one rank while saving is
         # collective, so there Lightning's own SIGTERM handling (stop; resume from the last epoch) stays.
+        self._trainer = trainer
         if threading.current_thread() is threading.main_thread() and trainer.world_size == 1:
             self._previous = {s: signal.signal(s, self._handle) for s in _STOP_SIGNALS}
         if self.received is None and self.sweep is not None:  # a parallel sweep's worker got the signal

@@ -94,8 +94,29 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+# The type each field of run.json has when a run wrote it; a field of another type (a record edited or
+# damaged by hand) is read as missing, and the job's error says which, rather than the report failing.
+_RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "status": str,
+    "overrides": list,
+    "history": list,
+    "metrics": dict,
+    "error": str,
+    "epochs": int,
+    "batch_size": (int, float),
+    "lr": (int, float),
+    "train_seconds": (int, float),
+}
+
+
+def _well_formed(record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    bad = [k for k, kind in _RECORD_TYPES.items() if record.get(k) is not None and not isinstance(record[k], kind)]
+    bad += [k for k in ("batch_size", "epochs") if k not in bad and isinstance(record.get(k), bool)]
+    return {k: v for k, v in record.items() if k not in bad}, bad
+
+
 def read_job(job_dir: Path) -> JobResult:
-    record = RunDir(job_dir).record()  # {} when missing or unreadable
+    record, malformed = _well_formed(RunDir(job_dir).record())  # {} when missing or unreadable
     overrides = record.get("overrides") or _load_yaml(job_dir / ".hydra" / "overrides.yaml") or []
     overrides = [str(o) for o in overrides]
     batch_size, lr = _hyperparameters(job_dir, overrides)
@@ -106,7 +127,9 @@ def read_job(job_dir: Path) -> JobResult:
     status = record.get("status")
     if status not in (COMPLETED, PRUNED, FAILED):
         status = INCOMPLETE  # "running" after the sweep ended, or no record at all: it never finished
-    history = [row for row in record.get("history", []) if isinstance(row, dict)]
+    history = [
+        row for row in record.get("history", []) if isinstance(row, dict) and isinstance(row.get("epoch", 0), int)
+    ]
     metrics = record.get("metrics") or {}
     val_curve = [finite_or_none(row.get("val/acc")) for row in history]
     val_best = finite_or_none(metrics.get("val/acc_best"))
@@ -115,6 +138,8 @@ def read_job(job_dir: Path) -> JobResult:
     last = history[-1] if history else {}
     match = re.match(r"^(\d+)(?:_|$)", job_dir.name)
     error = str(record.get("error") or "")
+    if malformed:
+        error = f"run.json has malformed {', '.join(malformed)} (read as missing)" + (f"; {error}" if error else "")
     if status == INCOMPLETE:
         error = error or ("no run.json: stopped before training" if not record else "stopped before the end")
     return JobResult(
