@@ -34,6 +34,7 @@ Results go to stdout (a table), and to --out as benchmark.md, benchmark.json and
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import statistics
@@ -516,6 +517,7 @@ def fixed_cost(root: Path, args: DictConfig, out: Path, report: dict) -> list[st
     def timed(owner: Any, attr: str, name: str) -> None:
         function = getattr(owner, attr)
 
+        @functools.wraps(function)  # the Trainer's signature stays readable: train checks arguments against it
         def wrapper(*a: Any, **k: Any) -> Any:
             start = time.perf_counter()
             try:

@@ -633,7 +633,8 @@ def check_train(case: Case) -> None:
     if multirun:
         args, jobs = few_jobs(args, composed.hydra)
         if _value(args, "hydra/launcher") is None:  # in this process, one after another (test_parallel: side by side)
-            args = [*args, "hydra/launcher=basic"]
+            # The parallel launcher's own keys (hydra.launcher.n_jobs) mean nothing to the basic one.
+            args = [*[a for a in args if not a.startswith("hydra.launcher.")], "hydra/launcher=basic"]
     result = case.call(args)
     assert result.code == 0, result.err[-3000:]
     if multirun:
